@@ -1,0 +1,60 @@
+"""Validate Artifact: check the key, manifest and tarball; copy it to its content-addressed key."""
+
+from typing import Any
+
+from dropship.artifact import ArtifactLimits
+
+from dropship import settings
+from dropship.aws import client
+from dropship.history import ReleaseTable
+from dropship.observability import task
+from dropship.validate import ReleaseDefaults, ValidateInput, validate_release
+
+
+class Env(settings.Settings):
+    table_name: str
+    default_image_uri: str
+    allowed_image_prefixes: str
+    default_instance_type: str
+    default_instance_count: int
+    default_smoke_body: str
+    default_smoke_content_type: str
+    max_artifact_bytes: int
+    max_uncompressed_bytes: int
+    max_artifact_members: int
+    endpoint_poll_seconds: int
+    endpoint_timeout_seconds: int
+    lock_timeout_seconds: int
+
+    def defaults(self) -> ReleaseDefaults:
+        return ReleaseDefaults(
+            image_uri=self.default_image_uri,
+            allowed_image_prefixes=settings.csv(self.allowed_image_prefixes),
+            instance_type=self.default_instance_type,
+            instance_count=self.default_instance_count,
+            smoke_body=self.default_smoke_body,
+            smoke_content_type=self.default_smoke_content_type,
+            limits=ArtifactLimits(
+                max_compressed_bytes=self.max_artifact_bytes,
+                max_uncompressed_bytes=self.max_uncompressed_bytes,
+                max_members=self.max_artifact_members,
+            ),
+            poll_interval_s=self.endpoint_poll_seconds,
+            endpoint_timeout_s=self.endpoint_timeout_seconds,
+            lock_timeout_s=self.lock_timeout_seconds,
+        )
+
+
+@task
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    env = settings.load(Env)
+    request = ValidateInput.model_validate(event)
+    validated = validate_release(
+        request.event,
+        execution_arn=request.execution_arn,
+        started_at=request.started_at,
+        defaults=env.defaults(),
+        s3=client("s3"),
+        table=ReleaseTable(client("dynamodb"), env.table_name),
+    )
+    return validated.model_dump(mode="json")

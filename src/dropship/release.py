@@ -1,0 +1,130 @@
+"""The typed data that flows between the states of the ``Release`` state machine.
+
+``Release`` is ``$.release`` in the execution state: written once by Validate Artifact, read by every
+later task. The outputs of later tasks are small models of their own, kept beside it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dropship.manifest import ServerlessConfig, SmokeSample
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """``2026-11-25T12:00:00Z``: the timestamp format of the alias record and the events."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Deployment(_Data):
+    """What SageMaker is asked to create, resolved from the manifest and the stack's defaults."""
+
+    image_uri: str
+    instance_type: str | None = None
+    initial_instance_count: int | None = None
+    serverless: ServerlessConfig | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Release(_Data):
+    model: str
+    version: str
+    alias: str
+    execution_arn: str
+    bucket: str
+    key: str
+    object_version: str | None = None
+    uploaded_at: datetime
+    started_at: datetime
+    sha256: str
+    compressed_bytes: int
+    uncompressed_bytes: int
+    artifact_key: str
+    artifact_created: bool
+    resource_name: str
+    deployment: Deployment
+    retain: int
+    smoke_test: list[SmokeSample]
+    poll_interval_s: int
+    endpoint_timeout_s: int
+    lock_timeout_s: int
+
+    @property
+    def artifact_uri(self) -> str:
+        return f"s3://{self.bucket}/{self.artifact_key}"
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.resource_name
+
+
+class LockResult(_Data):
+    acquired: bool
+    holder: str | None = None
+
+
+class EndpointState(_Data):
+    status: str
+    failure_reason: str | None = None
+
+
+class SmokeResult(_Data):
+    sample: int
+    passed: bool
+    status: int
+    latency_ms: float
+    problems: list[str] = Field(default_factory=list)
+
+
+class SmokeReport(_Data):
+    passed: bool
+    results: list[SmokeResult]
+
+
+class StateError(BaseModel):
+    """``$.error`` as Step Functions' Catch writes it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    error: str = Field("States.Runtime", alias="Error")
+    cause: str = Field("", alias="Cause")
+
+
+class Failure(_Data):
+    code: str
+    message: str
+
+
+class ExecutionState(BaseModel):
+    """The whole execution state, as the clean-up and notify tasks receive it (``Payload.$: "$"``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    release: Release | None = None
+    error: StateError | None = None
+    smoke: SmokeReport | None = None
+    failure: Failure | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotifyInput(BaseModel):
+    """Payload of Clean Up and the Announce tasks: the whole state plus the execution's identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str | None = None
+    state: ExecutionState
+    execution_arn: str
+    started_at: datetime

@@ -1,0 +1,94 @@
+"""Smoke-testing a new endpoint with real requests before the alias moves."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from dropship.aws import error_code
+from dropship.manifest import SmokeSample
+from dropship.release import SmokeReport, SmokeResult
+
+
+def evaluate(index: int, sample: SmokeSample, status: int, body: bytes, latency_ms: float) -> SmokeResult:
+    """Check one response against the sample's expectation. Pure: no I/O."""
+    expect = sample.expect
+    problems: list[str] = []
+    if status != expect.status:
+        problems.append(f"status {status}, expected {expect.status}: {_snippet(body)}")
+    elif "contains" in expect.model_fields_set and expect.contains is not None:
+        if expect.contains not in body.decode("utf-8", "replace"):
+            problems.append(f"response does not contain {expect.contains!r}: {_snippet(body)}")
+    elif "json_equals" in expect.model_fields_set or "json_schema" in expect.model_fields_set:
+        problems.extend(
+            _check_json(
+                expect.json_equals, expect.json_schema, body, "json_schema" in expect.model_fields_set
+            )
+        )
+    if sample.max_latency_ms is not None and latency_ms > sample.max_latency_ms:
+        problems.append(f"took {latency_ms:.0f} ms, budget {sample.max_latency_ms} ms")
+    return SmokeResult(
+        sample=index, passed=not problems, status=status, latency_ms=round(latency_ms, 1), problems=problems
+    )
+
+
+def _check_json(equals: Any, schema: dict[str, Any] | None, body: bytes, by_schema: bool) -> list[str]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return [f"response is not JSON: {_snippet(body)}"]
+    if by_schema:
+        from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
+
+        try:
+            validate(event=document, schema=schema or {})
+        except SchemaValidationError as exc:
+            return [f"response does not match json_schema: {exc.message or exc}"]
+        return []
+    if document != equals:
+        return [f"response {_snippet(body)} is not equal to {json.dumps(equals)[:200]}"]
+    return []
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def invoke(runtime: Any, endpoint_name: str, sample: SmokeSample) -> tuple[int, bytes, float]:
+    """Send one sample; a container error comes back as its original status, not as an exception."""
+    started = time.perf_counter()
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint_name,
+            Body=sample.payload(),
+            ContentType=sample.content_type,
+            Accept=sample.accept,
+        )
+        body = response["Body"].read()
+        status = 200
+    except ClientError as exc:
+        if error_code(exc) != "ModelError":
+            raise
+        status = int(
+            exc.response.get("OriginalStatusCode") or exc.response["Error"].get("OriginalStatusCode", 500)
+        )
+        body = str(exc.response.get("OriginalMessage") or exc.response["Error"].get("Message", "")).encode()
+    return status, body, (time.perf_counter() - started) * 1000
+
+
+def run(runtime: Any, endpoint_name: str, samples: list[SmokeSample]) -> SmokeReport:
+    results = []
+    for index, sample in enumerate(samples):
+        status, body, latency_ms = invoke(runtime, endpoint_name, sample)
+        results.append(evaluate(index, sample, status, body, latency_ms))
+    return SmokeReport(passed=all(r.passed for r in results), results=results)
+
+
+def describe_failures(report: SmokeReport) -> str:
+    failed = [r for r in report.results if not r.passed]
+    parts = [f"sample {r.sample}: {'; '.join(r.problems)}" for r in failed]
+    return f"{len(failed)} of {len(report.results)} smoke-test samples failed: " + " | ".join(parts)

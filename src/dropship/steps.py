@@ -1,0 +1,238 @@
+"""What each task of the ``Release`` state machine does, with its AWS clients passed in.
+
+The handlers in ``functions/`` only parse their input, load their settings, build clients and call
+one of these.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from dropship.alias import AliasRecord, AliasStore
+from dropship.endpoints import Endpoints
+from dropship.errors import AliasConflictError, SmokeTestFailedError, code_for
+from dropship.history import ReleaseTable, stamp
+from dropship.names import guess_model_version
+from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
+from dropship.release import ExecutionState, Failure, LockResult, Release, SmokeReport, iso, utc_now
+from dropship.smoke import describe_failures
+from dropship.smoke import run as run_smoke_test
+
+LOCK_LEASE_MARGIN_S = 1800
+
+
+# -- the per-model lock ----------------------------------------------------------------------------
+
+
+def ensure_not_superseded(table: ReleaseTable, release: Release) -> None:
+    newest = table.newest_live_upload(release.model, release.alias)
+    if newest and newest["uploaded_at"] > stamp(release.uploaded_at):
+        raise AliasConflictError(
+            f"{release.model} version {newest['version']}, uploaded at {newest['uploaded_at']}, is already live "
+            f"on alias {release.alias!r}; this upload of version {release.version} is older "
+            f"({stamp(release.uploaded_at)}) and would move the alias back. Upload it again to release it."
+        )
+
+
+def acquire_lock(table: ReleaseTable, release: Release, now: datetime | None = None) -> LockResult:
+    """Take the model's lock, or report who holds it; give up with AliasConflict after the lock timeout."""
+    ensure_not_superseded(table, release)
+    lease = release.endpoint_timeout_s + LOCK_LEASE_MARGIN_S
+    holder = table.acquire_lock(release.model, release.execution_arn, lease)
+    if holder is None:
+        table.enter_stage(release.model, release.started_at, release.execution_arn, "Locked")
+        return LockResult(acquired=True)
+    waited = ((now or utc_now()) - release.started_at).total_seconds()
+    if waited > release.lock_timeout_s:
+        raise AliasConflictError(
+            f"another release of {release.model} ({holder}) held the model's lock for over "
+            f"{release.lock_timeout_s} s (stack parameter LockTimeoutSeconds); upload again once it has finished"
+        )
+    return LockResult(acquired=False, holder=holder)
+
+
+def release_lock(table: ReleaseTable, release: Release) -> LockResult:
+    table.release_lock(release.model, release.execution_arn)
+    return LockResult(acquired=False)
+
+
+# -- smoke test and alias --------------------------------------------------------------------------
+
+
+def smoke_test(runtime: Any, release: Release) -> SmokeReport:
+    report = run_smoke_test(runtime, release.endpoint_name, release.smoke_test)
+    if not report.passed:
+        raise SmokeTestFailedError(f"endpoint {release.endpoint_name}: {describe_failures(report)}")
+    return report
+
+
+def update_alias(
+    table: ReleaseTable, aliases: AliasStore, release: Release, smoke: SmokeReport
+) -> AliasRecord:
+    if not table.advance_alias_watermark(
+        release.model, release.alias, stamp(release.uploaded_at), release.version
+    ):
+        ensure_not_superseded(table, release)  # raises with the details
+        raise AliasConflictError(f"a newer upload of {release.model} is live on alias {release.alias!r}")
+    record = AliasRecord(
+        model=release.model,
+        version=release.version,
+        endpoint_name=release.endpoint_name,
+        sha256=release.sha256,
+        released_at=iso(utc_now()),
+        execution_arn=release.execution_arn,
+    )
+    aliases.put(release.alias, record)
+    table.put_release(
+        release.model,
+        release.started_at,
+        release.execution_arn,
+        released_at=record.released_at,
+        endpoint_state="active",
+        smoke=[result.model_dump(mode="json") for result in smoke.results],
+    )
+    table.enter_stage(release.model, release.started_at, release.execution_arn, "Live")
+    return record
+
+
+def retire(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, release: Release) -> list[str]:
+    """Delete the endpoints of this alias's releases beyond ``retain``; never one any alias points at."""
+    in_use = {record.endpoint_name for record in aliases.all_for(release.model).values()}
+    live = [
+        item
+        for item in table.releases(release.model)
+        if item.get("endpoint_state") == "active" and item.get("alias") == release.alias
+    ]
+    live.sort(key=lambda item: item.get("released_at", ""), reverse=True)
+    kept = 0
+    retired = []
+    for item in live:
+        name = item["endpoint_name"]
+        if name in in_use:
+            continue
+        if kept < release.retain:
+            kept += 1
+            continue
+        endpoints.delete(name)
+        started = datetime.strptime(item["started_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        table.put_release(release.model, started, item["execution_arn"], endpoint_state="retired")
+        retired.append(name)
+    return retired
+
+
+# -- failure: clean up and say why -----------------------------------------------------------------
+
+
+def failure_of(state: ExecutionState) -> Failure:
+    """The contract code and a human message from the error Step Functions caught."""
+    if state.error is None:
+        return Failure(code="InternalError", message="the release failed without an error (this is a bug)")
+    code = code_for(state.error.error)
+    message = state.error.cause
+    try:
+        cause = json.loads(state.error.cause)
+        if isinstance(cause, dict) and "errorMessage" in cause:
+            message = str(cause["errorMessage"])
+    except (TypeError, ValueError):
+        pass
+    if code == "InternalError" and not state.error.error.endswith("Error"):
+        message = f"{state.error.error}: {message}" if message else state.error.error
+    return Failure(code=code, message=message or state.error.error)
+
+
+def clean_up(table: ReleaseTable, endpoints: Endpoints, s3: Any, state: ExecutionState) -> dict[str, Any]:
+    """Undo exactly what this execution created and give back the lock. Safe to run more than once."""
+    release = state.release
+    if release is None:
+        return {"deleted": [], "lock_released": False}
+    deleted = [f"{kind}/{release.resource_name}" for kind in endpoints.delete(release.resource_name)]
+    if release.artifact_created and not _artifact_in_use(table, release):
+        s3.delete_object(Bucket=release.bucket, Key=release.artifact_key)
+        deleted.append(f"s3://{release.bucket}/{release.artifact_key}")
+    lock_released = table.release_lock(release.model, release.execution_arn)
+    return {"deleted": deleted, "lock_released": lock_released}
+
+
+def _artifact_in_use(table: ReleaseTable, release: Release) -> bool:
+    return any(
+        item.get("sha256") == release.sha256
+        and item.get("execution_arn") != release.execution_arn
+        and item.get("outcome") in ("RUNNING", "SUCCEEDED")
+        for item in table.releases(release.model)
+    )
+
+
+# -- notifications and history ---------------------------------------------------------------------
+
+
+def announce(
+    table: ReleaseTable,
+    notifier: Notifier,
+    outcome: str,
+    state: ExecutionState,
+    execution_arn: str,
+    started_at: datetime,
+) -> Failure | None:
+    """Record the outcome in the history table and put the matching event. Returns the failure, if any."""
+    release = state.release
+    if release is not None:
+        model, version = release.model, release.version
+    else:
+        model, version = guess_model_version(str((state.detail.get("object") or {}).get("key", "")))
+    duration = round((utc_now() - started_at).total_seconds(), 3)
+    detail = ReleaseEventDetail(
+        model=model or "(unknown)",
+        version=version or "(unknown)",
+        execution_arn=execution_arn,
+        endpoint_name=release.endpoint_name if release else None,
+        alias=release.alias if release else None,
+    )
+    record: dict[str, Any] = {"version": detail.version}
+    if release is not None:
+        record.update(
+            sha256=release.sha256,
+            endpoint_name=release.endpoint_name,
+            alias=release.alias,
+            uploaded_at=stamp(release.uploaded_at),
+            key=release.key,
+        )
+    failure = None
+    if outcome == "Started":
+        table.put_release(detail.model, started_at, execution_arn, outcome="RUNNING", **record)
+        table.enter_stage(detail.model, started_at, execution_arn, "Started")
+        notifier.put("Release Started", detail)
+        return None
+    if outcome == "Succeeded":
+        table.put_release(
+            detail.model,
+            started_at,
+            execution_arn,
+            outcome="SUCCEEDED",
+            finished_at=iso(utc_now()),
+            duration_s=duration,
+            **record,
+        )
+        notifier.put("Release Succeeded", detail.model_copy(update={"duration_s": duration}))
+        return None
+    failure = failure_of(state)
+    table.put_release(
+        detail.model,
+        started_at,
+        execution_arn,
+        outcome="FAILED",
+        finished_at=iso(utc_now()),
+        duration_s=duration,
+        error_code=failure.code,
+        error_message=failure.message,
+        **record,
+    )
+    table.enter_stage(detail.model, started_at, execution_arn, f"Failed: {failure.code}")
+    notifier.put(
+        "Release Failed",
+        detail.model_copy(
+            update={"duration_s": duration, "error": ErrorDetail(code=failure.code, message=failure.message)}
+        ),
+    )
+    return failure

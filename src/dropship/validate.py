@@ -1,0 +1,194 @@
+"""Validate Artifact: from the S3 event to a ``Release`` (or a duplicate to ignore).
+
+Checks the key, reads the manifest, streams the tarball once (never to memory or /tmp) to check it and
+compute its sha256, then copies that exact object version to its immutable content-addressed key.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from dropship.artifact import ArtifactLimits, inspect_artifact
+from dropship.aws import error_code
+from dropship.errors import (
+    ArtifactTooLargeError,
+    ImageNotAllowedError,
+    InvalidArtifactError,
+    InvalidManifestError,
+)
+from dropship.history import ReleaseTable
+from dropship.manifest import Manifest, SmokeSample, parse_manifest
+from dropship.names import parse_drop_key, released_key, resource_name
+from dropship.release import Deployment, Release
+
+MANIFEST_MAX_BYTES = 1024 * 1024
+
+
+class ReleaseDefaults(BaseModel):
+    """What the stack decides when the manifest does not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_uri: str
+    allowed_image_prefixes: tuple[str, ...]
+    instance_type: str
+    instance_count: int
+    smoke_body: str
+    smoke_content_type: str
+    limits: ArtifactLimits
+    poll_interval_s: int = Field(ge=1)
+    endpoint_timeout_s: int = Field(ge=1)
+    lock_timeout_s: int = Field(ge=1)
+
+
+class ValidateInput(BaseModel):
+    event: S3EventNotificationEventBridgeModel
+    execution_arn: str
+    started_at: datetime
+
+
+class Validated(BaseModel):
+    """The task's result: either a release to run or a duplicate event to ignore."""
+
+    duplicate: bool
+    release: Release | None = None
+
+
+def object_identity(event: S3EventNotificationEventBridgeModel) -> str:
+    """What makes two S3 events "the same upload": the object version, else its etag and sequencer."""
+    obj = event.detail.object
+    return obj.version_id or f"{obj.etag}.{obj.sequencer or ''}"
+
+
+def validate_release(
+    event: S3EventNotificationEventBridgeModel,
+    execution_arn: str,
+    started_at: datetime,
+    defaults: ReleaseDefaults,
+    s3: Any,
+    table: ReleaseTable,
+) -> Validated:
+    bucket, key = event.detail.bucket.name, event.detail.object.key
+    if not table.claim_object(bucket, key, object_identity(event), execution_arn):
+        return Validated(duplicate=True)
+
+    drop = parse_drop_key(key)
+    manifest = parse_manifest(_read_manifest(s3, bucket, drop.manifest_key))
+    deployment = resolve_deployment(manifest, defaults)
+    version_id = event.detail.object.version_id
+    report = _inspect(s3, bucket, key, version_id, defaults.limits)
+    target = released_key(drop.model, report.sha256)
+    created = _copy_if_absent(s3, bucket, key, version_id, target)
+
+    return Validated(
+        duplicate=False,
+        release=Release(
+            model=drop.model,
+            version=drop.version,
+            alias=manifest.alias,
+            execution_arn=execution_arn,
+            bucket=bucket,
+            key=key,
+            object_version=version_id,
+            uploaded_at=event.time,
+            started_at=started_at,
+            sha256=report.sha256,
+            compressed_bytes=report.compressed_bytes,
+            uncompressed_bytes=report.uncompressed_bytes,
+            artifact_key=target,
+            artifact_created=created,
+            resource_name=resource_name(drop.model, drop.version, execution_arn),
+            deployment=deployment,
+            retain=manifest.retain,
+            smoke_test=manifest.smoke_test or [default_sample(defaults)],
+            poll_interval_s=defaults.poll_interval_s,
+            endpoint_timeout_s=defaults.endpoint_timeout_s,
+            lock_timeout_s=defaults.lock_timeout_s,
+        ),
+    )
+
+
+def default_sample(defaults: ReleaseDefaults) -> SmokeSample:
+    """One request with the stack's default body; any 2xx passes (InvokeEndpoint returns 200 for a 2xx)."""
+    return SmokeSample(body=defaults.smoke_body, content_type=defaults.smoke_content_type, accept="*/*")
+
+
+def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deployment:
+    image = manifest.image_uri or defaults.image_uri
+    if manifest.image_uri is not None and not any(
+        manifest.image_uri.startswith(prefix) for prefix in defaults.allowed_image_prefixes
+    ):
+        raise ImageNotAllowedError(
+            f"image_uri {manifest.image_uri!r} is not allowed: it must start with one of "
+            f"{list(defaults.allowed_image_prefixes)} (stack parameter AllowedImagePrefixes)"
+        )
+    if manifest.serverless is not None:
+        return Deployment(
+            image_uri=image,
+            serverless=manifest.serverless,
+            environment=manifest.environment,
+            tags=manifest.tags,
+        )
+    return Deployment(
+        image_uri=image,
+        instance_type=manifest.instance_type or defaults.instance_type,
+        initial_instance_count=manifest.initial_instance_count or defaults.instance_count,
+        environment=manifest.environment,
+        tags=manifest.tags,
+    )
+
+
+def _read_manifest(s3: Any, bucket: str, key: str) -> bytes | None:
+    try:
+        response = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404"):
+            return None
+        raise
+    body: bytes = response["Body"].read(MANIFEST_MAX_BYTES + 1)
+    if len(body) > MANIFEST_MAX_BYTES:
+        raise InvalidManifestError(f"release.json is larger than {MANIFEST_MAX_BYTES} bytes")
+    return body
+
+
+def _version_args(version_id: str | None) -> dict[str, str]:
+    return {"VersionId": version_id} if version_id else {}
+
+
+def _inspect(s3: Any, bucket: str, key: str, version_id: str | None, limits: ArtifactLimits) -> Any:
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, **_version_args(version_id))
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404", "NoSuchVersion"):
+            raise InvalidArtifactError(
+                f"s3://{bucket}/{key} is gone (deleted or overwritten before it could be validated)"
+            ) from exc
+        raise
+    if head["ContentLength"] > limits.max_compressed_bytes:
+        raise ArtifactTooLargeError(
+            f"model.tar.gz is {head['ContentLength']} bytes, over the {limits.max_compressed_bytes} byte limit "
+            "(stack parameter MaxArtifactBytes)"
+        )
+    body = s3.get_object(Bucket=bucket, Key=key, **_version_args(version_id))["Body"]
+    try:
+        return inspect_artifact(body, limits)
+    finally:
+        body.close()
+
+
+def _copy_if_absent(s3: Any, bucket: str, key: str, version_id: str | None, target: str) -> bool:
+    """Copy the validated object version to ``target``. False if that content was released before."""
+    try:
+        s3.head_object(Bucket=bucket, Key=target)
+        return False
+    except ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchKey"):
+            raise
+    source = {"Bucket": bucket, "Key": key, **_version_args(version_id)}
+    s3.copy(source, bucket, target)  # managed copy: multipart above 5 GB
+    return True

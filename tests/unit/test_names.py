@@ -1,0 +1,76 @@
+import pytest
+
+from dropship.errors import InvalidKeyError
+from dropship.names import guess_model_version, is_drop_key, parse_drop_key, released_key, resource_name
+
+ARN = "arn:aws:states:us-east-1:123456789012:execution:dropship-Release:0f1e2d3c"
+
+
+@pytest.mark.parametrize(
+    ("key", "model", "version"),
+    [
+        ("models/churn/3/model.tar.gz", "churn", "3"),
+        ("models/fraud-v2/1.4.0/model.tar.gz", "fraud-v2", "1.4.0"),
+        ("models/a/2026-11-25/model.tar.gz", "a", "2026-11-25"),
+        ("models/" + "m" * 32 + "/" + "v" * 20 + "/model.tar.gz", "m" * 32, "v" * 20),
+    ],
+)
+def test_good_drop_keys_parse(key: str, model: str, version: str) -> None:
+    # Given a key of the contract's form, When parsed, Then model and version come out unchanged
+    drop = parse_drop_key(key)
+    assert (drop.model, drop.version) == (model, version)
+    assert drop.artifact_key == key
+    assert drop.manifest_key == key.replace("model.tar.gz", "release.json")
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("models/Churn/3/model.tar.gz", "model name"),
+        ("models/churn_x/3/model.tar.gz", "model name"),
+        ("models/-churn/3/model.tar.gz", "model name"),
+        ("models/churn-/3/model.tar.gz", "model name"),
+        ("models/ch--urn/3/model.tar.gz", "model name"),
+        ("models/9churn/3/model.tar.gz", "model name"),
+        ("models/" + "m" * 33 + "/3/model.tar.gz", "model name"),
+        ("models/churn/" + "v" * 21 + "/model.tar.gz", "version"),
+        ("models/churn/1 0/model.tar.gz", "version"),
+        ("models/churn/1_0/model.tar.gz", "version"),
+        ("models/churn//model.tar.gz", "version"),
+        ("models/churn/3/extra/model.tar.gz", "exactly"),
+        ("models/churn/model.tar.gz", "exactly"),
+    ],
+)
+def test_bad_drop_keys_are_invalid_key(key: str, reason: str) -> None:
+    # Given a key under models/ with a bad name, When parsed, Then InvalidKey says what is wrong
+    with pytest.raises(InvalidKeyError, match=reason):
+        parse_drop_key(key)
+
+
+def test_only_model_tarballs_under_models_are_drop_keys() -> None:
+    assert is_drop_key("models/churn/3/model.tar.gz")
+    assert not is_drop_key("models/churn/3/release.json")
+    assert not is_drop_key("released/churn/abc/model.tar.gz")
+    assert not is_drop_key("other/churn/3/model.tar.gz")
+
+
+def test_guess_model_version_is_best_effort_for_reports() -> None:
+    assert guess_model_version("models/Bad_Name/7/model.tar.gz") == ("Bad_Name", "7")
+    assert guess_model_version("models/x") == ("", "")
+
+
+def test_resource_names_fit_sagemaker_and_are_stable_per_execution() -> None:
+    # Given the longest model and version allowed
+    name = resource_name("m" * 32, "1.2.3-" + "v" * 14, ARN)
+    # Then the name fits SageMaker's 63 characters and its character set
+    assert len(name) <= 63
+    assert all(ch.isalnum() or ch == "-" for ch in name)
+    assert "--" not in name
+    # And it is the same for retries of one execution, different for another execution
+    assert resource_name("churn", "3", ARN) == resource_name("churn", "3", ARN)
+    assert resource_name("churn", "3", ARN) != resource_name("churn", "3", ARN + "x")
+    assert resource_name("churn", "1.4.0", ARN).startswith("churn-1-4-0-")
+
+
+def test_released_key_is_content_addressed() -> None:
+    assert released_key("churn", "ab" * 32) == f"released/churn/{'ab' * 32}/model.tar.gz"
