@@ -32,7 +32,8 @@ install: $(BIN)/activate
 lint: install $(SAM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy src/dropship functions container/dropship_serve
+	$(BIN)/mypy src/dropship container/dropship_serve
+	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 	$(SAM) validate --lint
 
 test: lint

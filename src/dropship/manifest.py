@@ -54,7 +54,7 @@ class SmokeSample(_Strict):
     body_base64: str | None = Field(None, description="Request body as base64, for binary payloads.")
     content_type: str = Field("application/json", min_length=1, max_length=1024)
     accept: str = Field("application/json", min_length=1, max_length=1024)
-    expect: Expectation = Field(default_factory=Expectation)  # type: ignore[arg-type]
+    expect: Expectation = Field(default_factory=Expectation)
     max_latency_ms: int | None = Field(None, gt=0, le=60_000, description="Latency budget for this request.")
 
     @model_validator(mode="after")

@@ -73,10 +73,10 @@ def invoke(runtime: Any, endpoint_name: str, sample: SmokeSample) -> tuple[int, 
     except ClientError as exc:
         if error_code(exc) != "ModelError":
             raise
-        status = int(
-            exc.response.get("OriginalStatusCode") or exc.response["Error"].get("OriginalStatusCode", 500)
-        )
-        body = str(exc.response.get("OriginalMessage") or exc.response["Error"].get("Message", "")).encode()
+        # botocore puts ModelError's modelled fields at the top of the parsed response
+        details: dict[str, Any] = {**exc.response.get("Error", {}), **exc.response}
+        status = int(str(details.get("OriginalStatusCode") or 500))
+        body = str(details.get("OriginalMessage") or details.get("Message", "")).encode()
     return status, body, (time.perf_counter() - started) * 1000
 
 
