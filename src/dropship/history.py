@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -43,8 +44,23 @@ def _model_pk(model: str) -> str:
     return f"MODEL#{model}"
 
 
+def _dynamo(value: Any) -> Any:
+    """DynamoDB takes numbers as Decimal, never float."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items()}
+    return value
+
+
+def _serialize(value: Any) -> dict[str, Any]:
+    return dict(_serializer.serialize(_dynamo(value)))
+
+
 def _to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+    return {k: _serialize(v) for k, v in values.items() if v is not None}
 
 
 def _from_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -53,8 +69,6 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """DynamoDB numbers come back as Decimal: give ints and floats back."""
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
@@ -66,7 +80,7 @@ def _plain(value: Any) -> Any:
 
 def _update_expression(values: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
     names = {f"#{k}": k for k in values}
-    vals = {f":{k}": _serializer.serialize(v) for k, v in values.items()}
+    vals = {f":{k}": _serialize(v) for k, v in values.items()}
     return "SET " + ", ".join(f"#{k} = :{k}" for k in values), names, vals
 
 

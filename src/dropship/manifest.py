@@ -12,7 +12,15 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from dropship.errors import InvalidManifestError
 from dropship.names import MODEL_MAX_LENGTH, MODEL_PATTERN
@@ -36,6 +44,12 @@ class Expectation(_Strict):
         None, description="The response body, parsed as JSON, must validate against this JSON Schema."
     )
     contains: str | None = Field(None, description="The response body, as text, must contain this.")
+
+    @model_serializer(mode="wrap")
+    def _only_given_checks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Serialise only the checks that were given, so the result validates back to the same expectation."""
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if k == "status" or k in self.model_fields_set}
 
     @model_validator(mode="after")
     def _one_body_check(self) -> Expectation:

@@ -1,7 +1,7 @@
 """The integration harness: the real template deployed into the local stack engine (moto plus dropship's
 seams), the real state machine executed, the real handlers and the real container answering.
 
-The stack is started once per session on a free port; every test uses its own model names.
+The stack is started once for this package (one stack per process at a time) on a free port; every test uses its own model names.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from tests.integration.harness import TEST_PARAMETERS, Harness, free_port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(project_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     from dropship.local.stack import LocalStack
 

@@ -70,3 +70,13 @@ def test_published_schema_is_generated_from_the_model(project_dir: Path) -> None
 
 def test_schema_rejects_unknown_fields() -> None:
     assert json_schema()["additionalProperties"] is False
+
+
+def test_a_manifest_round_trips_through_json() -> None:
+    # The state machine passes the resolved samples between tasks as JSON: they must validate back unchanged.
+    manifest = parse_manifest(
+        b'{"smoke_test": [{"body": "1", "expect": {"json_equals": null}}, {"body": "2"}, '
+        b'{"body": "3", "expect": {"status": 201, "contains": "x"}}]}'
+    )
+    assert Manifest.model_validate_json(manifest.model_dump_json()) == manifest
+    assert json.loads(manifest.model_dump_json())["smoke_test"][1]["expect"] == {"status": 200}
