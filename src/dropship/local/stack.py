@@ -1,0 +1,233 @@
+"""``LocalStack``: an emulated AWS account running the project's real template, code and container.
+
+moto in server mode (in this process, on one port) plus dropship's seams: CloudFormation fixes,
+EventBridge -> Step Functions delivery, Lambda invocations running the real handlers, SageMaker
+endpoints running the real inference container. Used by the integration tests (on a free port) and by
+``dropship local up`` (on 4566).
+
+moto keeps its state in process-wide backends and its seams are class patches, so one ``LocalStack``
+can run per process at a time; starting a second one while the first runs raises ``RuntimeError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from dropship.local._patching import Patches
+from dropship.local.deploy import DEFAULT_STACK_NAME, Deployment, deploy_template, load_template
+
+log = logging.getLogger(__name__)
+
+# Template parameters the local stack fills in when the caller does not (and the template declares them):
+# an image URI that passes the default "this account's ECR" prefix rule (locally the image is never
+# pulled: endpoints run container/serve), and a status poll suited to endpoints that start in seconds.
+LOCAL_PARAMETER_DEFAULTS = {
+    "DefaultImageUri": "123456789012.dkr.ecr.{region}.amazonaws.com/dropship-serve:local",
+    "EndpointPollSeconds": "2",
+}
+
+_active_lock = threading.Lock()
+_active: LocalStack | None = None
+
+
+class LocalStackError(RuntimeError):
+    """The local stack could not start (port taken, deploy failed ...)."""
+
+
+def _make_server(host: str, port: int) -> Any:
+    """A ``ThreadedMotoServer`` that reports a bind failure instead of waiting forever for readiness."""
+    from moto.server import ThreadedMotoServer
+
+    class _Server(ThreadedMotoServer):
+        bind_error: BaseException | None = None
+
+        def _server_entry(self) -> None:
+            try:
+                super()._server_entry()
+            except BaseException as exc:
+                self.bind_error = exc
+                self._server_ready_event.set()
+
+    return _Server(ip_address=host, port=port, verbose=False)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalStack:
+    """An emulated AWS account with the project's stack deployed in it.
+
+    ``start()`` serves moto on ``host:port``, turns on real Step Functions execution and the non-Docker
+    Lambda backend, installs the seams, deploys ``<project_dir>/template.yaml`` as stack ``dropship`` and
+    returns once it is ``CREATE_COMPLETE``. ``stop()`` ends endpoint processes, Lambda workers and the
+    server and removes the seams. Also a context manager.
+    """
+
+    def __init__(
+        self,
+        project_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 4566,
+        region: str = "us-east-1",
+        parameter_overrides: dict[str, str] | None = None,
+        *,
+        stack_name: str = DEFAULT_STACK_NAME,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self.host = host
+        self.port = port
+        self.region = region
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.stack_name = stack_name
+        self._own_run_dir = run_dir is None
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="dropship-local-"))
+        self.deployment: Deployment | None = None
+        self._server: Any = None
+        self._patches = Patches()
+        self._lambda: Any = None
+        self._hosting: Any = None
+        self._previous_moto_port: str | None = None
+        self._moto_port_set = False
+        self._lifecycle = threading.Lock()
+        self.skipped_resource_types: set[str] = set()
+
+    # -- addresses ----------------------------------------------------------------------------------
+    @property
+    def endpoint_url(self) -> str:
+        """Where clients reach the emulated account (a wildcard bind is reached on loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        if self.deployment is None:
+            raise LocalStackError("the local stack is not started")
+        return dict(self.deployment.outputs)
+
+    @property
+    def lambda_runtime(self) -> Any:
+        return self._lambda
+
+    @property
+    def hosting(self) -> Any:
+        return self._hosting
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise RuntimeError(f"a local stack already runs in this process ({_active.endpoint_url})")
+            _active = self
+        try:
+            with self._lifecycle:
+                self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        # moto's Step Functions interpreter calls back into the server at http://localhost:$MOTO_PORT;
+        # moto 5.2.5 reads the variable at call time (moto.settings.moto_server_port), so it is set as
+        # soon as the port is known and before any execution can start.
+        server = _make_server(self.host, self.port)
+        server.start()
+        if server.bind_error is not None:
+            raise LocalStackError(f"cannot serve on {self.host}:{self.port}: {server.bind_error}")
+        self._server = server
+        self.port = int(server.get_host_and_port()[1])
+        self._previous_moto_port = os.environ.get("MOTO_PORT")
+        self._moto_port_set = True
+        os.environ["MOTO_PORT"] = str(self.port)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+        api = f"{self.endpoint_url}/moto-api"
+        requests.post(f"{api}/reset", timeout=30).raise_for_status()
+        requests.post(
+            f"{api}/config",
+            json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
+            timeout=30,
+        ).raise_for_status()
+
+        from dropship.local import cloudformation_shims, events_bridge, hosting, lambda_runtime
+
+        cloudformation_shims.install(self._patches, self.skipped_resource_types)
+        events_bridge.install(self._patches)
+        self._lambda = lambda_runtime.LambdaRuntime(
+            endpoint_url=self.endpoint_url, region=self.region, run_dir=self.run_dir
+        )
+        self._lambda.install(self._patches)
+        self._hosting = hosting.EndpointHost(project_dir=self.project_dir, run_dir=self.run_dir / "endpoints")
+        self._hosting.install(self._patches)
+
+        self.deployment = deploy_template(
+            self.project_dir,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            stack_name=self.stack_name,
+            parameter_overrides=self._parameters(),
+        )
+        self._lambda.register(self.deployment.functions)
+        log.info("local stack ready on %s", self.endpoint_url)
+
+    def _parameters(self) -> dict[str, str]:
+        declared = load_template(self.project_dir / "template.yaml").get("Parameters", {})
+        defaults = {
+            name: value.format(region=self.region)
+            for name, value in LOCAL_PARAMETER_DEFAULTS.items()
+            if name in declared
+        }
+        return {**defaults, **self.parameter_overrides}
+
+    def stop(self) -> None:
+        """Stop endpoint processes, Lambda workers and the server; remove the seams. Idempotent."""
+        global _active
+        with self._lifecycle:
+            if self._hosting is not None:
+                self._hosting.stop()
+                self._hosting = None
+            if self._lambda is not None:
+                self._lambda.stop()
+                self._lambda = None
+            if self._server is not None:
+                try:
+                    self._server.stop()
+                except Exception:  # a server that failed to bind has nothing to stop
+                    log.debug("moto server stop failed", exc_info=True)
+                self._server = None
+            self._patches.undo()
+            if self._moto_port_set:
+                if self._previous_moto_port is None:
+                    os.environ.pop("MOTO_PORT", None)
+                else:
+                    os.environ["MOTO_PORT"] = self._previous_moto_port
+                self._moto_port_set = False
+            if self._own_run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,294 @@
+"""A small SAM project written into a temporary directory: what the harness tests deploy.
+
+One bucket with EventBridge notifications, a rule (wildcard key pattern) starting a state machine whose
+task retries ``FlakyError`` and catches ``FatalError``/``Sandbox.Timedout`` by name, functions reading
+their environment and calling the emulated AWS, a DynamoDB table, a bus, an SSM parameter, a layer,
+and a queue collecting SageMaker endpoint state changes. ``container/serve`` is a tiny stand-in for the
+inference server with the same interface (env vars, ``/ping``, ``/invocations``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+TEMPLATE = """\
+AWSTemplateFormatVersion: 2010-09-09
+Transform: AWS::Serverless-2016-10-31
+Description: dropship local harness test stack
+Parameters:
+  PowertoolsLayerArn:
+    Type: AWS::SSM::Parameter::Value<String>
+    Default: /aws/service/powertools/python/x86_64/python3.13/latest
+  Greeting:
+    Type: String
+    Default: hello
+Globals:
+  Function:
+    Runtime: python3.13
+    Timeout: 20
+    MemorySize: 256
+    Layers:
+      - !Ref PowertoolsLayerArn
+Resources:
+  Bucket:
+    Type: AWS::S3::Bucket
+    Properties:
+      VersioningConfiguration: {Status: Enabled}
+      NotificationConfiguration:
+        EventBridgeConfiguration:
+          EventBridgeEnabled: true
+  BucketPolicy:
+    Type: AWS::S3::BucketPolicy
+    Properties:
+      Bucket: !Ref Bucket
+      PolicyDocument:
+        Statement:
+          - Effect: Deny
+            Principal: "*"
+            Action: "s3:*"
+            Resource: [!Sub "${Bucket.Arn}/*"]
+            Condition: {Bool: {"aws:SecureTransport": "false"}}
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      TimeToLiveSpecification: {AttributeName: expires_at, Enabled: true}
+  Bus:
+    Type: AWS::Events::EventBus
+    Properties:
+      Name: !Sub "${AWS::StackName}-bus"
+  GreetingParameter:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Name: /harness/greeting
+      Type: String
+      Value: !Ref Greeting
+  FlowLogs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      RetentionInDays: 7
+  EndpointEvents:
+    Type: AWS::SQS::Queue
+  EndpointEventsRule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern:
+        source: [aws.sagemaker]
+        detail-type: [SageMaker Endpoint State Change]
+      Targets:
+        - Id: queue
+          Arn: !GetAtt EndpointEvents.Arn
+  SharedLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: shared/
+      CompatibleRuntimes: [python3.13]
+  WorkFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/work/
+      Handler: app.handler
+      Layers: [!Ref SharedLayer]
+      Environment:
+        Variables:
+          GREETING: !Ref Greeting
+          TABLE: !Ref Table
+      Policies:
+        - DynamoDBCrudPolicy: {TableName: !Ref Table}
+  QuickFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/work/
+      Handler: app.handler
+      Timeout: 1
+      Environment:
+        Variables:
+          GREETING: quick
+          TABLE: !Ref Table
+  Flow:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: statemachine/flow.asl.json
+      DefinitionSubstitutions:
+        WorkFunctionArn: !GetAtt WorkFunction.Arn
+      Logging:
+        Level: ALL
+        IncludeExecutionData: true
+        Destinations:
+          - CloudWatchLogsLogGroup: {LogGroupArn: !GetAtt FlowLogs.Arn}
+      Tracing: {Enabled: true}
+      Policies:
+        - LambdaInvokePolicy: {FunctionName: !Ref WorkFunction}
+      Events:
+        Upload:
+          Type: EventBridgeRule
+          Properties:
+            Pattern:
+              source: [aws.s3]
+              detail-type: [Object Created]
+              detail:
+                bucket: {name: [!Ref Bucket]}
+                object:
+                  key: [{wildcard: "models/*/model.tar.gz"}]
+Outputs:
+  BucketName: {Value: !Ref Bucket}
+  FlowArn: {Value: !Ref Flow}
+  TableName: {Value: !Ref Table}
+  BusName: {Value: !Ref Bus}
+  EndpointEventsUrl: {Value: !Ref EndpointEvents}
+  WorkFunctionName: {Value: !Ref WorkFunction}
+  QuickFunctionName: {Value: !Ref QuickFunction}
+"""
+
+HANDLER = """\
+import json
+import os
+import time
+
+import boto3
+
+try:
+    from sharedlib import LAYER_MARKER  # the SharedLayer, attached to WorkFunction only
+except ImportError:
+    LAYER_MARKER = None
+
+
+class FlakyError(Exception):
+    pass
+
+
+class FatalError(Exception):
+    pass
+
+
+def handler(event, context):
+    print("event:", json.dumps(event))  # must land in the log, not in the worker protocol
+    key = (event.get("detail") or {}).get("object", {}).get("key", "")
+    mode = event.get("mode", "")
+    if "fatal" in key or mode == "fatal":
+        raise FatalError("cannot process " + key)
+    if "flaky" in key:
+        table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+        attempt = table.update_item(
+            Key={"pk": key},
+            UpdateExpression="ADD attempts :one",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )["Attributes"]["attempts"]
+        if attempt < 2:
+            raise FlakyError(f"attempt {attempt} failed")
+    if mode == "sleep":
+        time.sleep(event.get("seconds", 5))
+    if mode == "exit":
+        os._exit(3)
+    return {
+        "key": key,
+        "greeting": os.environ["GREETING"],
+        "function_name": context.function_name,
+        "memory": context.memory_limit_in_mb,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+        "region": os.environ["AWS_REGION"],
+        "layer": LAYER_MARKER,
+        "parameter": boto3.client("ssm").get_parameter(Name="/harness/greeting")["Parameter"]["Value"],
+        "pid": os.getpid(),
+    }
+"""
+
+FLOW = {
+    "StartAt": "Work",
+    "States": {
+        "Work": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "${WorkFunctionArn}", "Payload.$": "$"},
+            "ResultSelector": {"result.$": "$.Payload"},
+            "Retry": [{"ErrorEquals": ["FlakyError"], "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 1}],
+            "Catch": [{"ErrorEquals": ["FatalError"], "ResultPath": "$.error", "Next": "Failed"}],
+            "End": True,
+        },
+        "Failed": {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+    },
+}
+
+# A stand-in for container/serve with the same interface. model.json {"coef": [...]} -> dot products;
+# a file named FAIL in the model makes it exit like a failing model_fn.
+FAKE_SERVE = """\
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+model_dir = os.environ["SM_MODEL_DIR"]
+print("loading model from", model_dir, flush=True)
+if os.path.exists(os.path.join(model_dir, "FAIL")):
+    print("ERROR model_fn failed: ValueError: the model is corrupt", flush=True)
+    sys.exit(3)
+with open(os.path.join(model_dir, "model.json")) as fh:
+    coef = json.load(fh)["coef"]
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        status, extra = 200, {}
+        try:
+            data = json.loads(body)
+            rows = data["instances"] if isinstance(data, dict) else data
+            out = {"predictions": [sum(c * x for c, x in zip(coef, row)) for row in rows]}
+            attributes = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+            if attributes:
+                extra["X-Amzn-SageMaker-Custom-Attributes"] = "seen=" + attributes
+        except Exception as exc:
+            status, out = 400, {"error": f"bad input: {exc}"}
+        payload = json.dumps(out).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+server = ThreadingHTTPServer((os.environ["SAGEMAKER_BIND_TO_HOST"], int(os.environ["SAGEMAKER_BIND_TO_PORT"])), Handler)
+print("serving on", server.server_address, flush=True)
+server.serve_forever()
+"""
+
+
+def write_project(root: Path) -> Path:
+    """Write the sample project under ``root`` and return it."""
+    (root / "functions" / "work").mkdir(parents=True)
+    (root / "functions" / "work" / "app.py").write_text(HANDLER)
+    (root / "shared" / "python" / "sharedlib").mkdir(parents=True)
+    (root / "shared" / "python" / "sharedlib" / "__init__.py").write_text('LAYER_MARKER = "from-layer"\n')
+    (root / "statemachine").mkdir()
+    (root / "statemachine" / "flow.asl.json").write_text(json.dumps(FLOW, indent=2))
+    (root / "container").mkdir()
+    (root / "container" / "serve").write_text(FAKE_SERVE)
+    (root / "template.yaml").write_text(TEMPLATE)
+    return root
+
+
+def model_tarball(files: dict[str, bytes]) -> bytes:
+    """A model.tar.gz holding ``files`` at its root."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

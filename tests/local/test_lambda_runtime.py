@@ -1,0 +1,152 @@
+"""Lambda invocations run the real handler in warm worker processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dropship.local import LocalStack
+
+
+def _invoke(aws, name: str, event: dict) -> tuple[dict, dict]:
+    response = aws("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    return response, json.loads(response["Payload"].read())
+
+
+def test_the_real_handler_runs_with_its_environment_layer_and_the_stack(stack: LocalStack, aws) -> None:
+    # When the function is invoked through the Lambda API
+    response, payload = _invoke(aws, stack.outputs["WorkFunctionName"], {"detail": {"object": {"key": "k"}}})
+
+    # Then the handler ran with its env vars, a Lambda-like context, its layer on the path,
+    # and AWS calls that reach the local stack
+    assert "FunctionError" not in response
+    assert payload["greeting"] == "hello"
+    assert payload["function_name"] == stack.outputs["WorkFunctionName"]
+    assert payload["memory"] == "256"
+    assert 0 < payload["remaining_ms"] <= 20_000
+    assert payload["layer"] == "from-layer"
+    assert payload["parameter"] == "hello"
+    assert payload["region"] == "us-east-1"
+
+
+def test_a_warm_worker_is_reused_and_prints_go_to_the_log(stack: LocalStack, aws) -> None:
+    name = stack.outputs["WorkFunctionName"]
+    # Given one invocation done
+    _, first = _invoke(aws, name, {"mode": "ok"})
+    # When the function is invoked again
+    _, second = _invoke(aws, name, {"mode": "ok", "n": 2})
+    # Then the same process served it, and its print output went to the function log
+    assert first["pid"] == second["pid"]
+    log = stack.lambda_runtime.log_path(name).read_text()
+    assert 'event: {"mode": "ok", "n": 2}' in log
+
+
+def test_an_exception_comes_back_as_lambda_reports_it(stack: LocalStack, aws) -> None:
+    # When the handler raises FatalError
+    response, payload = _invoke(aws, stack.outputs["WorkFunctionName"], {"mode": "fatal"})
+    # Then it is an unhandled function error named after the exception, with a stack trace
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "FatalError"
+    assert payload["errorMessage"] == "cannot process "
+    assert payload["stackTrace"] and all("app.py" in frame for frame in payload["stackTrace"])
+
+
+def test_a_handler_that_cannot_be_imported_is_an_init_error(stack: LocalStack, aws) -> None:
+    # Given a function whose handler names a missing module
+    name = stack.outputs["QuickFunctionName"]
+    aws("lambda").update_function_configuration(FunctionName=name, Handler="missing.handler")
+    try:
+        # When it is invoked, Then the error is the runtime's import error
+        response, payload = _invoke(aws, name, {})
+        assert response["FunctionError"] == "Unhandled"
+        assert payload["errorType"] == "Runtime.ImportModuleError"
+        assert "Unable to import module 'missing'" in payload["errorMessage"]
+    finally:
+        aws("lambda").update_function_configuration(FunctionName=name, Handler="app.handler")
+
+
+def test_a_timeout_is_sandbox_timedout_and_the_worker_is_replaced(stack: LocalStack, aws) -> None:
+    name = stack.outputs["QuickFunctionName"]  # Timeout: 1
+    # Given a warm worker
+    _, warm = _invoke(aws, name, {"mode": "ok"})
+    # When an invocation runs past the function timeout
+    response, payload = _invoke(aws, name, {"mode": "sleep", "seconds": 10})
+    # Then it fails as Lambda does and the next invocation gets a fresh process
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+    _, after = _invoke(aws, name, {"mode": "ok"})
+    assert after["pid"] != warm["pid"]
+
+
+def test_a_worker_that_dies_is_runtime_exit_error(stack: LocalStack, aws) -> None:
+    response, payload = _invoke(aws, stack.outputs["WorkFunctionName"], {"mode": "exit"})
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert "exit status 3" in payload["errorMessage"]
+
+
+def test_a_configuration_change_retires_warm_workers(stack: LocalStack, aws) -> None:
+    name = stack.outputs["QuickFunctionName"]
+    # Given a warm worker
+    _invoke(aws, name, {"mode": "ok"})
+    # When the function's environment changes
+    env = aws("lambda").get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    aws("lambda").update_function_configuration(
+        FunctionName=name, Environment={"Variables": {**env, "GREETING": "changed"}}
+    )
+    # Then the next invocation sees it
+    _, payload = _invoke(aws, name, {"mode": "ok"})
+    assert payload["greeting"] == "changed"
+
+
+def test_workers_do_not_inherit_caller_credentials(stack: LocalStack, sample_project: Path) -> None:
+    runtime = stack.lambda_runtime
+    fn = runtime.functions[stack.outputs["WorkFunctionName"]]
+    import os
+
+    os.environ["AWS_PROFILE"] = "someone-real"
+    try:
+        from moto.awslambda.utils import get_backend
+
+        env = runtime.worker_environment(
+            runtime._config(get_backend("123456789012", "us-east-1").get_function(fn.name))
+        )
+    finally:
+        del os.environ["AWS_PROFILE"]
+    assert "AWS_PROFILE" not in env
+    assert env["AWS_ENDPOINT_URL"] == stack.endpoint_url
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(fn.code_dir), str(sample_project / "shared" / "python")]
+
+
+def test_idle_workers_are_reclaimed(tmp_path: Path, monkeypatch) -> None:
+    # Given a runtime (no server needed) whose workers are reclaimed after 0.3 s idle
+    from types import SimpleNamespace
+
+    from dropship.local.deploy import DeployedFunction
+    from dropship.local.lambda_runtime import IDLE_TIMEOUT_ENV, LambdaRuntime
+    from tests.local.conftest import wait_until
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "app.py").write_text("def handler(event, context):\n    return {'echo': event}\n")
+    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "0.3")
+    runtime = LambdaRuntime(endpoint_url="http://127.0.0.1:9", region="us-east-1", run_dir=tmp_path / "run")
+    runtime.register({"echo": DeployedFunction("echo", "Echo", tmp_path / "code", "app.handler")})
+    fn = SimpleNamespace(
+        function_name="echo",
+        handler="app.handler",
+        environment_vars={},
+        memory_size=128,
+        timeout=5,
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:echo",
+    )
+    try:
+        # When it is invoked once
+        headers: dict[str, str] = {}
+        assert json.loads(runtime.invoke_function(fn, b'{"a": 1}', headers)) == {"echo": {"a": 1}}
+        assert headers == {}
+        assert runtime.worker_count("echo") == 1
+        # Then its warm worker is stopped once idle long enough
+        wait_until(lambda: runtime.worker_count("echo") == 0, 10)
+    finally:
+        runtime.stop()
