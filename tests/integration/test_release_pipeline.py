@@ -201,9 +201,13 @@ def test_duplicate_events_start_one_release(stack: Harness) -> None:
     event = stack.sfn.describe_execution(executionArn=first.execution_arn)["input"]
 
     # When EventBridge delivers the same S3 event twice more
-    repeats = [stack.sfn.start_execution(stateMachineArn=stack.state_machine, input=event) for _ in range(2)]
+    repeats = [
+        stack.sfn.start_execution(stateMachineArn=stack.state_machine, name=f"redelivery-{n}", input=event)
+        for n in range(2)
+    ]
 
     # Then each repeat ends at once as a duplicate, creating nothing and announcing nothing
+    assert len({r["executionArn"] for r in repeats}) == 2
     for repeat in repeats:
         outcome = stack.wait(repeat["executionArn"])
         assert outcome.status == "SUCCEEDED"
@@ -261,7 +265,9 @@ def test_an_older_upload_finishing_late_never_moves_the_alias_back(stack: Harnes
 
     # When version 1's event finally arrives
     late_event = _s3_event(stack.bucket, "models/late/1/model.tar.gz", old_version_id, uploaded_at)
-    started = stack.sfn.start_execution(stateMachineArn=stack.state_machine, input=json.dumps(late_event))
+    started = stack.sfn.start_execution(
+        stateMachineArn=stack.state_machine, name="late-delivery", input=json.dumps(late_event)
+    )
     outcome = stack.wait(started["executionArn"])
 
     # Then it fails as AliasConflict and the alias stays on version 2
