@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `make demo`: dropship end to end on this machine, no AWS account needed.
+#
+# Starts the local stack (an emulated AWS account running the real template, state machine, Lambda
+# code and inference container), releases a small iris model, calls it through its alias, then shows a
+# release whose smoke test fails leaving the alias where it was. Stops the local stack on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DROPSHIP="$ROOT/.venv/bin/dropship"
+PYTHON="$ROOT/.venv/bin/python"
+SAMPLE='{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
+
+for tool in "$DROPSHIP" "$PYTHON"; do
+  if [[ ! -x "$tool" ]]; then
+    echo "demo: $tool is missing; run \`make install\` first" >&2
+    exit 1
+  fi
+done
+
+if [[ -t 1 ]]; then BOLD=$'\033[1m'; RESET=$'\033[0m'; else BOLD=""; RESET=""; fi
+step=0
+heading() {
+  step=$((step + 1))
+  printf '\n%s== %d. %s%s\n' "$BOLD" "$step" "$1" "$RESET"
+}
+run() {
+  printf '$ %s\n' "$*"
+  "$@"
+}
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/dropship-demo.XXXXXX")"
+STARTED_STACK=0
+cleanup() {
+  local status=$?
+  if [[ $STARTED_STACK -eq 1 ]]; then
+    printf '\n%s== Stopping the local stack%s\n' "$BOLD" "$RESET"
+    "$DROPSHIP" local down || true
+  fi
+  rm -rf "$WORK"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+heading "Start the local stack (an emulated AWS account on http://127.0.0.1:4566)"
+if "$DROPSHIP" local status >/dev/null 2>&1; then
+  echo "A local stack is already running: using it (and leaving it running)."
+else
+  STARTED_STACK=1
+  run "$DROPSHIP" local up --detach --port 4566
+fi
+
+heading "Train a small model: scikit-learn LogisticRegression on iris"
+run "$PYTHON" demo/train.py "$WORK/iris"
+
+heading "Release it as iris version 1 (manifest demo/release-v1.json: a smoke test that must pass)"
+run "$DROPSHIP" release "$WORK/iris" --model iris --version 1 --manifest demo/release-v1.json --wait --local
+
+heading "Invoke it through its alias, as any client would"
+run "$DROPSHIP" invoke iris --body "$SAMPLE" --local
+echo
+
+heading "The release history of iris"
+run "$DROPSHIP" history iris --local
+
+heading "Release version 2 with demo/release-v2-bad.json, whose smoke test expects the wrong answer"
+set +e
+run "$DROPSHIP" release "$WORK/iris" --model iris --version 2 --manifest demo/release-v2-bad.json --wait --local
+code=$?
+set -e
+if [[ $code -eq 0 ]]; then
+  echo "demo: version 2 was expected to fail its smoke test, but it was released" >&2
+  exit 1
+fi
+echo "-> dropship release --wait exited $code: the release failed and was cleaned up."
+
+heading "Status: the alias is still on version 1"
+run "$DROPSHIP" status iris --local
+live_version="$("$DROPSHIP" status iris --local --json |
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["aliases"]["live"]["version"])')"
+if [[ "$live_version" != "1" ]]; then
+  echo "demo: the live alias points at version $live_version, expected 1" >&2
+  exit 1
+fi
+echo "-> iris/live still points at version 1; the failed release left nothing behind."
+run "$DROPSHIP" history iris --local
+
+printf '\n%sDemo complete.%s Release your own model with: dropship release MODEL_DIR --model NAME --version 1 --wait --local\n' \
+  "$BOLD" "$RESET"

@@ -1,0 +1,190 @@
+"""The ``dropship`` command line: release, follow, inspect, roll back and invoke models; run the local stack.
+
+``main(argv)`` returns the exit code: 0 on success, 1 with a one-line ``dropship: error: ...`` on stderr
+for an expected failure, 2 for a usage error, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+from dropship import __version__
+from dropship.cli.errors import CliError, one_line
+from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT, Stack, Target, unreachable_message
+from dropship.errors import DropshipError
+
+__all__ = ["CliError", "build_parser", "main"]
+
+Command = Callable[[argparse.Namespace, Callable[[], Stack]], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dropship: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Options accepted before or after the command; on subcommands they only override when given."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="use the local stack on http://127.0.0.1:4566 (region us-east-1, any credentials); "
+        "DROPSHIP_ENDPOINT_URL does the same with another URL",
+    )
+    parser.add_argument(
+        "--stack-name", default=default, help="the deployed stack (default: $DROPSHIP_STACK_NAME or dropship)"
+    )
+    parser.add_argument("--region", default=default, help="AWS region (default: your AWS configuration)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dropship",
+        description="Release models to Amazon SageMaker by dropping them in S3, and watch, roll back and invoke them.",
+    )
+    parser.add_argument("--version", action="version", version=f"dropship {__version__}")
+    _global_options(parser, suppress=False)
+    common = _Parser(add_help=False)
+    _global_options(common, suppress=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    release = commands.add_parser(
+        "release",
+        parents=[common],
+        help="upload a model (folder or .tar.gz) to start a release",
+        description="Pack PATH (a folder, or a .tar.gz as it is), upload the manifest then the tarball to "
+        "models/<model>/<version>/, and optionally follow the release it starts.",
+    )
+    release.add_argument("path", metavar="PATH", help="model folder (packed into model.tar.gz) or a .tar.gz file")
+    release.add_argument("--model", "-m", required=True, help="model name, e.g. churn")
+    release.add_argument("--version", required=True, help="version, e.g. 3 or 1.4.0")
+    release.add_argument("--manifest", metavar="FILE", help="release.json to upload with it")
+    release.add_argument("--wait", action="store_true", help="follow the release; exit 0 only if it succeeds")
+    release.add_argument(
+        "--timeout", type=_positive, default=3600.0, metavar="SECONDS", help="how long --wait waits (default 3600)"
+    )
+    release.set_defaults(handler=_lazy("dropship.cli.release", "run"))
+
+    status = commands.add_parser(
+        "status", parents=[common], help="aliases and the last release of every model (or one)"
+    )
+    status.add_argument("model", nargs="?", metavar="MODEL")
+    status.add_argument("--json", action="store_true", help="print the raw records as JSON")
+    status.set_defaults(handler=_lazy("dropship.cli.report", "status"))
+
+    history = commands.add_parser("history", parents=[common], help="every release attempt of a model, newest first")
+    history.add_argument("model", metavar="MODEL")
+    history.add_argument("--limit", type=int, default=0, metavar="N", help="only the newest N attempts")
+    history.add_argument("--json", action="store_true", help="print the raw records as JSON")
+    history.set_defaults(handler=_lazy("dropship.cli.report", "history"))
+
+    rollback = commands.add_parser("rollback", parents=[common], help="point the alias back at a retained release")
+    rollback.add_argument("model", metavar="MODEL")
+    rollback.add_argument("--to", metavar="VERSION", help="the version to go back to (default: the previous one)")
+    rollback.add_argument("--alias", default="live", help="the alias to move (default live)")
+    rollback.set_defaults(handler=_lazy("dropship.cli.rollback", "run"))
+
+    invoke = commands.add_parser("invoke", parents=[common], help="call the endpoint an alias points at")
+    invoke.add_argument("model", metavar="MODEL")
+    body = invoke.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", help="request body")
+    body.add_argument("--body-file", metavar="FILE", help="file holding the request body")
+    invoke.add_argument("--content-type", default="application/json", help="default application/json")
+    invoke.add_argument("--accept", help="Accept header")
+    invoke.add_argument("--alias", default="live", help="the alias to resolve (default live)")
+    invoke.set_defaults(handler=_lazy("dropship.cli.invoke", "run"))
+
+    local = commands.add_parser("local", help="run the local stack (an emulated AWS account on this machine)")
+    local_commands = local.add_subparsers(dest="local_command", metavar="COMMAND", parser_class=_Parser)
+    local_commands.required = True
+    up = local_commands.add_parser("up", help="start it (in the foreground unless --detach)")
+    up.add_argument("--detach", "-d", action="store_true", help="run in the background; stop with `local down`")
+    up.add_argument("--port", type=int, default=LOCAL_PORT, help=f"default {LOCAL_PORT}")
+    up.add_argument("--host", default=LOCAL_HOST, help=f"default {LOCAL_HOST}")
+    up.add_argument("--project-dir", help="the dropship repository (default: this installation's)")
+    up.add_argument(
+        "--timeout", type=_positive, default=180.0, metavar="SECONDS", help="--detach: how long to wait for it"
+    )
+    local_commands.add_parser("down", help="stop the detached local stack")
+    local_commands.add_parser("status", help="is it running, where, and its stack outputs")
+    local.set_defaults(handler=_lazy("dropship.cli.local", "run"))
+    return parser
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _lazy(module: str, function: str) -> Command:
+    """Import a command's module only when it runs, so ``dropship --help`` stays fast."""
+
+    def command(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
+        import importlib
+
+        handler: Command = getattr(importlib.import_module(module), function)
+        return handler(args, stack_factory)
+
+    return command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    target = Target.from_options(local=args.local, region=args.region, stack_name=args.stack_name)
+
+    def stack_factory() -> Stack:
+        return Stack(target)
+
+    try:
+        return int(args.handler(args, stack_factory))
+    except CliError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except DropshipError as exc:
+        return _fail(f"{exc.code}: {exc}")
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        return _fail(f"AWS credentials are missing or incomplete ({exc}): configure them, or use --local")
+    except (EndpointConnectionError, ConnectTimeoutError) as exc:
+        return _fail(unreachable_message(target, exc))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        return _fail(f"AWS refused {exc.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}")
+    except ProfileNotFound as exc:
+        return _fail(f"{exc}: check AWS_PROFILE and ~/.aws/config")
+    except BotoCoreError as exc:
+        return _fail(f"AWS call failed: {exc}")
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int = 1) -> int:
+    sys.stdout.flush()
+    print(f"dropship: error: {one_line(message)}", file=sys.stderr)
+    return code

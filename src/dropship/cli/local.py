@@ -1,0 +1,347 @@
+"""``dropship local up|down|status``: the local stack, in the foreground or detached in the background.
+
+Detached, the stack runs as ``python -m dropship.local`` in its own session; its pid file
+(``stack.pid``, JSON) and log (``stack.log``) live in the state dir: ``$DROPSHIP_HOME`` when set,
+else ``~/.dropship/local``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dropship
+from dropship.cli.errors import CliError
+from dropship.cli.stack import (
+    DEFAULT_STACK_NAME,
+    ENDPOINT_ENV,
+    LOCAL_ENDPOINT_URL,
+    LOCAL_REGION,
+    OUTPUT_NAMES,
+    Stack,
+    Target,
+)
+
+HOME_ENV = "DROPSHIP_HOME"
+PROJECT_DIR_ENV = "DROPSHIP_PROJECT_DIR"
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+POLL_S = 0.5
+LOG_TAIL_LINES = 30
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the pid file records about a detached local stack."""
+
+    pid: int
+    host: str
+    port: int
+    project_dir: str
+    log_file: str
+    started_at: str
+
+    @property
+    def endpoint_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+
+def state_dir() -> Path:
+    configured = os.environ.get(HOME_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".dropship" / "local"
+
+
+def pid_file() -> Path:
+    return state_dir() / "stack.pid"
+
+
+def log_file() -> Path:
+    return state_dir() / "stack.log"
+
+
+def project_dir(option: str | None) -> Path:
+    """``--project-dir``, else ``$DROPSHIP_PROJECT_DIR``, else the repository this package runs from."""
+    chosen = option or os.environ.get(PROJECT_DIR_ENV)
+    if chosen:
+        path = Path(chosen).expanduser().resolve()
+        if not (path / "template.yaml").is_file():
+            raise CliError(f"{path} has no template.yaml: point --project-dir at the dropship repository")
+        return path
+    here = Path(dropship.__file__).resolve().parents[2]
+    if (here / "template.yaml").is_file():
+        return here
+    raise CliError("cannot find the dropship project (template.yaml): pass --project-dir or set DROPSHIP_PROJECT_DIR")
+
+
+def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
+    del stack_factory  # the local commands make their own target
+    if args.local_command == "up":
+        return detach(args) if args.detach else foreground(args)
+    if args.local_command == "down":
+        return down()
+    return status()
+
+
+# -- up ----------------------------------------------------------------------------------------------
+
+
+def foreground(args: argparse.Namespace) -> int:
+    """Run the stack in this process until Ctrl-C (or SIGTERM), like ``docker compose up``."""
+    directory = project_dir(args.project_dir)
+    _refuse_if_running()
+    try:
+        from dropship.local.deploy import DeployError
+        from dropship.local.stack import LocalStack, LocalStackError
+    except ImportError as exc:
+        raise CliError(f"the local stack needs the 'local' extra (pip install 'dropship[local]'): {exc}") from exc
+
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stack = LocalStack(directory, host=args.host, port=args.port)
+    print(f"Starting the local stack on {args.host}:{args.port} (project {directory}) ...", flush=True)
+    try:
+        try:
+            stack.start()
+        except (LocalStackError, DeployError, OSError) as exc:
+            raise CliError(f"the local stack did not start: {exc}") from exc
+        running = Running(
+            os.getpid(), args.host, stack.port, str(directory), "(foreground)", datetime.now(UTC).isoformat()
+        )
+        with _pid_file(running):
+            _print_ready(stack.endpoint_url, stack.outputs)
+            print("Press Ctrl-C to stop.", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while not stop.wait(1.0):
+                    pass
+    finally:
+        print("Stopping the local stack ...", flush=True)
+        stack.stop()
+        signal.signal(signal.SIGTERM, previous)
+    print("Stopped.")
+    return 0
+
+
+def detach(args: argparse.Namespace) -> int:
+    """Start ``python -m dropship.local`` in its own session and return once its stack is deployed."""
+    directory = project_dir(args.project_dir)
+    already = read_running()
+    if already is not None:
+        print(f"The local stack is already running (pid {already.pid}) on {already.endpoint_url}.")
+        _print_outputs(already.endpoint_url)
+        return 0
+    state_dir().mkdir(parents=True, exist_ok=True)
+    log_path = log_file()
+    command = server_command(args.host, args.port, directory)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(directory),
+        )
+    running = Running(process.pid, args.host, args.port, str(directory), str(log_path), datetime.now(UTC).isoformat())
+    _write_pid_file(running)
+    print(f"Starting the local stack on {running.endpoint_url} (pid {process.pid}, log {log_path}) ...", flush=True)
+
+    deadline = time.monotonic() + args.timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            pid_file().unlink(missing_ok=True)
+            print(_tail(log_path), file=sys.stderr)
+            raise CliError(f"the local stack exited with code {code} before it was ready (log: {log_path})")
+        outputs = stack_outputs(running.endpoint_url)
+        if outputs is not None:
+            _print_ready(running.endpoint_url, outputs)
+            print("Stop it with `dropship local down`.")
+            return 0
+        if time.monotonic() >= deadline:
+            print(_tail(log_path), file=sys.stderr)
+            _terminate(process.pid)
+            pid_file().unlink(missing_ok=True)
+            raise CliError(f"the local stack was not ready after {args.timeout:.0f} s; stopped it (log: {log_path})")
+        time.sleep(POLL_S)
+
+
+def server_command(host: str, port: int, directory: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dropship.local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--project-dir",
+        str(directory),
+    ]
+
+
+def _refuse_if_running() -> None:
+    already = read_running()
+    if already is not None:
+        raise CliError(
+            f"the local stack is already running (pid {already.pid}) on {already.endpoint_url}: "
+            "stop it with `dropship local down`"
+        )
+
+
+# -- down and status ---------------------------------------------------------------------------------
+
+
+def down() -> int:
+    running = read_running()
+    if running is None:
+        pid_file().unlink(missing_ok=True)
+        print("The local stack is not running: nothing to stop.")
+        return 0
+    print(f"Stopping the local stack (pid {running.pid}) ...", flush=True)
+    _terminate(running.pid)
+    pid_file().unlink(missing_ok=True)
+    print("Stopped.")
+    return 0
+
+
+def status() -> int:
+    running = read_running()
+    if running is not None:
+        print(f"The local stack is running (pid {running.pid}) on {running.endpoint_url}.")
+        if not _print_outputs(running.endpoint_url):
+            print("It is still starting: its stack is not deployed yet.")
+        return 0
+    # Started some other way (a test, another state dir)? Ask the endpoint the other commands would use.
+    endpoint = os.environ.get(ENDPOINT_ENV) or LOCAL_ENDPOINT_URL
+    if stack_outputs(endpoint) is not None:
+        print(f"A local stack (not started by `dropship local up`) answers on {endpoint}.")
+        _print_outputs(endpoint)
+        return 0
+    raise CliError("the local stack is not running: start it with `dropship local up --detach`")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def stack_outputs(endpoint_url: str, stack_name: str = DEFAULT_STACK_NAME) -> dict[str, str] | None:
+    """The stack's outputs once it is CREATE_COMPLETE at the endpoint; None if it does not answer (yet)."""
+    target = Target(endpoint_url=endpoint_url, region=LOCAL_REGION, stack_name=stack_name)
+    try:
+        stacks = Stack(target).client("cloudformation", probe=True).describe_stacks(StackName=stack_name)["Stacks"]
+    except Exception:  # not listening yet, not deployed yet: both mean "not ready"
+        return None
+    if not stacks or stacks[0].get("StackStatus") not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        return None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def read_running() -> Running | None:
+    """The detached stack recorded in the pid file, if its process is still alive."""
+    try:
+        data = json.loads(pid_file().read_text())
+        running = Running(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return running if _alive(running.pid) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():  # guard against a recycled pid
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ")
+        except OSError:
+            return True
+        return b"dropship" in text
+    return True
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the stack and wait for it; SIGKILL its whole session if it does not stop in time."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if not _exists(pid):
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _exists(pid: int) -> bool:
+    """True while the process exists (reaping it if it is our own child)."""
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _write_pid_file(running: Running) -> None:
+    path = pid_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(running), indent=2))
+
+
+@contextlib.contextmanager
+def _pid_file(running: Running) -> Iterator[None]:
+    _write_pid_file(running)
+    try:
+        yield
+    finally:
+        pid_file().unlink(missing_ok=True)
+
+
+def _print_ready(endpoint_url: str, outputs: dict[str, Any]) -> None:
+    print(f"The local stack is ready on {endpoint_url} (region {LOCAL_REGION}, any credentials).")
+    _print_output_lines(outputs)
+    cli = "dropship --local" if endpoint_url == LOCAL_ENDPOINT_URL else f"{ENDPOINT_ENV}={endpoint_url} dropship"
+    print(f"Use it with `{cli} ...`, or `aws --endpoint-url {endpoint_url} ...`.", flush=True)
+
+
+def _print_outputs(endpoint_url: str) -> bool:
+    outputs = stack_outputs(endpoint_url)
+    if outputs is None:
+        return False
+    _print_output_lines(outputs)
+    return True
+
+
+def _print_output_lines(outputs: dict[str, Any]) -> None:
+    for key in OUTPUT_NAMES:
+        if key in outputs:
+            print(f"  {key:<24}{outputs[key]}")
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join([f"--- last lines of {path} ---", *text[-lines:]])

@@ -1,0 +1,143 @@
+"""``dropship rollback``: point an alias back at a retained release whose endpoint still runs."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from dropship.alias import AliasRecord
+from dropship.aws import error_code
+from dropship.cli.errors import CliError
+from dropship.cli.report import unknown_model
+from dropship.cli.stack import Stack
+from dropship.names import check_model_name
+from dropship.notify import ReleaseEventDetail
+from dropship.release import iso, utc_now
+
+ROLLBACK_LOCK_LEASE_S = 300
+
+
+def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
+    model, alias = check_model_name(args.model), args.alias
+    stack = stack_factory()
+    table, aliases = stack.table(), stack.aliases()
+    releases = table.releases(model)
+    current = aliases.get(model, alias)
+    if current is None:
+        if not releases and not aliases.all_for(model):
+            raise unknown_model(stack, model)
+        raise CliError(f"{model} has no alias {alias!r}: nothing to roll back")
+    target = choose_target(model, alias, current, releases, args.to)
+
+    holder = f"dropship-cli-rollback:{uuid.uuid4()}"
+    other = table.acquire_lock(model, holder, ROLLBACK_LOCK_LEASE_S)
+    if other is not None:
+        raise CliError(f"a release of {model} is in progress ({other}): roll back once it has finished")
+    try:
+        check_in_service(stack.client("sagemaker"), target)
+        record = AliasRecord(
+            model=model,
+            version=str(target["version"]),
+            endpoint_name=str(target["endpoint_name"]),
+            sha256=str(target.get("sha256", "")),
+            released_at=iso(utc_now()),
+            execution_arn=str(target["execution_arn"]),
+        )
+        aliases.put(alias, record)
+    finally:
+        table.release_lock(model, holder)
+    stack.notifier().put(
+        "Release Rolled Back",
+        ReleaseEventDetail(
+            model=model,
+            version=record.version,
+            execution_arn=record.execution_arn,
+            endpoint_name=record.endpoint_name,
+            alias=alias,
+        ),
+    )
+    print(
+        f"Rolled back {model} alias {alias}: version {current.version} ({current.endpoint_name}) -> "
+        f"version {record.version} ({record.endpoint_name})"
+    )
+    return 0
+
+
+def choose_target(
+    model: str, alias: str, current: AliasRecord, releases: list[dict[str, Any]], version: str | None
+) -> dict[str, Any]:
+    """The release to point the alias at: ``version``, or the newest one released before the current."""
+    retained = [
+        item
+        for item in releases
+        if item.get("endpoint_state") == "active" and item.get("alias") == alias and item.get("endpoint_name")
+    ]
+    candidates = [
+        item
+        for item in retained
+        if item.get("execution_arn") != current.execution_arn and item.get("endpoint_name") != current.endpoint_name
+    ]
+    candidates.sort(key=_released_order, reverse=True)
+    listing = _listing(retained, current)
+    if version is not None:
+        chosen = [item for item in candidates if str(item.get("version")) == version]
+        if chosen:
+            return chosen[0]
+        if version == current.version:
+            raise CliError(f"alias {alias} of {model} already points at version {version} ({current.endpoint_name})")
+        if not any(str(item.get("version")) == version for item in releases):
+            raise CliError(f"{model} has no release of version {version}; retained versions: {listing}")
+        raise CliError(
+            f"version {version} of {model} has no running endpoint (retired or failed); retained versions: {listing}"
+        )
+    current_item = next((item for item in releases if item.get("execution_arn") == current.execution_arn), None)
+    current_at = (
+        str((current_item or {}).get("released_at") or current.released_at),
+        str((current_item or {}).get("started_at", "")),
+    )
+    older = [item for item in candidates if _released_order(item) < current_at]
+    if not older:
+        newer = ", ".join(_unique(str(item["version"]) for item in candidates))
+        hint = f" (newer retained versions: {newer}; pick one with --to)" if newer else ""
+        raise CliError(
+            f"nothing to roll back to: no release of {model} before version {current.version} still has a "
+            f"running endpoint on alias {alias}{hint}"
+        )
+    return older[0]
+
+
+def check_in_service(sagemaker: Any, target: dict[str, Any]) -> None:
+    name = target["endpoint_name"]
+    try:
+        endpoint = sagemaker.describe_endpoint(EndpointName=name)
+    except ClientError as exc:
+        if error_code(exc) in ("ValidationException", "ResourceNotFound"):
+            raise CliError(f"the endpoint of version {target['version']} ({name}) no longer exists") from exc
+        raise
+    status = endpoint.get("EndpointStatus")
+    if status != "InService":
+        raise CliError(
+            f"the endpoint of version {target['version']} ({name}) is {status}, not InService: not moving the alias"
+        )
+
+
+def _released_order(item: dict[str, Any]) -> tuple[str, str]:
+    return str(item.get("released_at", "")), str(item.get("started_at", ""))
+
+
+def _listing(retained: list[dict[str, Any]], current: AliasRecord) -> str:
+    names = []
+    for item in sorted(retained, key=_released_order):
+        label = str(item["version"])
+        if item.get("execution_arn") == current.execution_arn:
+            label += " (current)"
+        names.append(label)
+    return ", ".join(_unique(names)) or "none"
+
+
+def _unique(values: Any) -> list[str]:
+    return list(dict.fromkeys(values))

@@ -1,0 +1,167 @@
+"""``dropship release``: checks first, then manifest and tarball to the drop key."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cli_support import BUCKET, Account
+
+import dropship.cli.stack as cli_stack
+
+SMOKE_MANIFEST = {
+    "alias": "live",
+    "smoke_test": [{"body": '{"instances": [[5.1, 3.5, 1.4, 0.2]]}', "expect": {"status": 200}}],
+}
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "iris"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text("# handler\n")
+    (folder / "model.joblib").write_bytes(b"model bytes")
+    return folder
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(SMOKE_MANIFEST))
+    return path
+
+
+@pytest.fixture
+def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Keys written to S3 by the CLI, in order."""
+    calls: list[str] = []
+    original = cli_stack.new_session
+
+    def recording_session(target: Any) -> boto3.Session:
+        session = original(target)
+
+        def record(params: dict[str, Any], **_: Any) -> None:
+            calls.append(params["Key"])
+
+        session.events.register("provide-client-params.s3.PutObject", record)
+        session.events.register("provide-client-params.s3.CompleteMultipartUpload", record)
+        return session
+
+    monkeypatch.setattr(cli_stack, "new_session", recording_session)
+    return calls
+
+
+def objects(aws: Account) -> list[str]:
+    return sorted(o["Key"] for o in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def test_a_folder_is_released_manifest_first(
+    aws: Account, cli: Any, model_dir: Path, manifest: Path, s3_calls: list[str]
+) -> None:
+    # When a folder is released with a manifest
+    result = cli("release", str(model_dir), "--model", "iris", "--version", "1", "--manifest", str(manifest))
+
+    # Then the manifest, then the tarball are uploaded to the drop key
+    assert result.code == 0, result.err
+    assert s3_calls == ["models/iris/1/release.json", "models/iris/1/model.tar.gz"]
+    stored = aws.s3.get_object(Bucket=BUCKET, Key="models/iris/1/release.json")["Body"].read()
+    assert json.loads(stored) == SMOKE_MANIFEST
+    # And the tarball holds the folder's files by relative name
+    tarball = aws.s3.get_object(Bucket=BUCKET, Key="models/iris/1/model.tar.gz")
+    local = model_dir.parent / "downloaded.tar.gz"
+    local.write_bytes(tarball["Body"].read())
+    with tarfile.open(local, "r:gz") as tar:
+        assert tar.getnames() == ["code", "code/inference.py", "model.joblib"]
+    # And the S3 URI and the object's VersionId are printed
+    assert f"s3://{BUCKET}/models/iris/1/model.tar.gz" in result.out
+    assert tarball["VersionId"] in result.out
+
+
+def test_a_tarball_is_uploaded_as_it_is_without_a_manifest(
+    aws: Account, cli: Any, model_dir: Path, s3_calls: list[str]
+) -> None:
+    # Given a ready-made model.tar.gz
+    tarball = model_dir.parent / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(model_dir / "model.joblib", arcname="model.joblib")
+
+    # When it is released
+    result = cli("release", str(tarball), "--model", "fraud-v2", "--version", "2026-11-25")
+
+    # Then exactly those bytes are the drop, and no manifest is written
+    assert result.code == 0, result.err
+    assert s3_calls == ["models/fraud-v2/2026-11-25/model.tar.gz"]
+    body = aws.s3.get_object(Bucket=BUCKET, Key="models/fraud-v2/2026-11-25/model.tar.gz")["Body"].read()
+    assert body == tarball.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "fragment"),
+    [
+        ("Iris", "1", "model name 'Iris' is not allowed"),
+        ("iris-", "1", "model name 'iris-' is not allowed"),
+        ("iris", "1/2", "version '1/2' is not allowed"),
+        ("iris", "v" * 21, "is not allowed"),
+    ],
+)
+def test_bad_names_fail_before_anything_is_uploaded(
+    aws: Account, cli: Any, model_dir: Path, model: str, version: str, fragment: str
+) -> None:
+    result = cli("release", str(model_dir), "--model", model, "--version", version)
+    result.assert_error("InvalidKey: ", fragment)
+    assert objects(aws) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ('{"retain": 1, "colour": "blue"}', "colour"),
+        ('{"instance_type": "m5.large"}', "instance_type"),
+        ("{not json", "not valid JSON"),
+        ('["a list"]', "must be a JSON object"),
+    ],
+)
+def test_an_invalid_manifest_fails_before_anything_is_uploaded(
+    aws: Account, cli: Any, model_dir: Path, tmp_path: Path, content: str, fragment: str
+) -> None:
+    # Given a manifest the release would reject
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+
+    # When it is released, Then it fails with the contract code and nothing reaches the bucket
+    result = cli("release", str(model_dir), "--model", "iris", "--version", "1", "--manifest", str(path))
+    result.assert_error("InvalidManifest: ", fragment)
+    assert objects(aws) == []
+
+
+def test_a_missing_manifest_file_is_an_error(aws: Account, cli: Any, model_dir: Path, tmp_path: Path) -> None:
+    result = cli(
+        "release", str(model_dir), "--model", "iris", "--version", "1", "--manifest", str(tmp_path / "nope.json")
+    )
+    result.assert_error("cannot read manifest", "nope.json")
+    assert objects(aws) == []
+
+
+def test_a_symlink_out_of_the_folder_fails_the_release(aws: Account, cli: Any, model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "credentials").write_text("secret")
+    (model_dir / "creds").symlink_to(tmp_path / "credentials")
+    result = cli("release", str(model_dir), "--model", "iris", "--version", "1")
+    result.assert_error("refusing to pack creds")
+    assert objects(aws) == []
+
+
+def test_a_path_that_is_not_a_model_is_an_error(aws: Account, cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    result = cli("release", str(tmp_path / "notes.txt"), "--model", "iris", "--version", "1")
+    result.assert_error("neither a folder nor a .tar.gz")
+
+
+def test_global_options_work_after_the_command(aws: Account, cli: Any, model_dir: Path) -> None:
+    # --region and --stack-name given after the command are honoured (here: a stack that does not exist)
+    result = cli("release", str(model_dir), "--model", "iris", "--version", "1", "--stack-name", "other")
+    result.assert_error("stack 'other' not found in us-east-1", "sam deploy --guided", "dropship local up")
+    assert objects(aws) == []
