@@ -158,6 +158,8 @@ def _python_path_entries(directory: Path) -> list[str]:
     python_dir = directory / "python"
     return [str(python_dir)] if python_dir.is_dir() else [str(directory)]
 
+REGISTRATION_WAIT_S = 120.0
+
 
 class LambdaRuntime:
     """Runs deployed functions from source. One per local stack; ``install`` plugs it into moto."""
@@ -167,6 +169,9 @@ class LambdaRuntime:
         self.region = region
         self.log_dir = run_dir / "lambda"
         self._functions: dict[str, DeployedFunction] = {}
+        # Set once the deployment's functions are known: moto reports the stack complete a moment before,
+        # and an upload in that moment must still run the real handler.
+        self._registered = threading.Event()
         self._idle: dict[str, list[_Worker]] = {}
         self._busy: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -180,6 +185,7 @@ class LambdaRuntime:
     def register(self, functions: Mapping[str, DeployedFunction]) -> None:
         with self._lock:
             self._functions.update(functions)
+        self._registered.set()
 
     @property
     def functions(self) -> dict[str, DeployedFunction]:
@@ -199,6 +205,8 @@ class LambdaRuntime:
             backend: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
         ) -> bytes | str | None:
             fn = backend.get_function(function_name, qualifier)
+            if fn.function_name not in runtime._functions:
+                runtime._registered.wait(timeout=REGISTRATION_WAIT_S)
             if fn.function_name not in runtime._functions:
                 log.warning("function %s has no local source; moto's canned answer is returned", fn.function_name)
                 return original_invoke(backend, function_name, qualifier, body, headers, response_headers)
