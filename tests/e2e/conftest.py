@@ -1,0 +1,71 @@
+"""End to end: the local stack started the way a user starts it (`dropship local up --detach`), then driven
+only through AWS APIs (boto3) and the `dropship` command line, each in its own process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Harness, free_port
+
+DROPSHIP = str(Path(sys.executable).with_name("dropship"))
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class LocalStackProcess:
+    harness: Harness
+    endpoint_url: str
+    env: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 240) -> CliResult:
+        done = subprocess.run(
+            [DROPSHIP, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="package")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStackProcess]:
+    home = tmp_path_factory.mktemp("dropship-home")
+    port = free_port()
+    env = {**os.environ, "DROPSHIP_HOME": str(home)}
+    env.pop("DROPSHIP_ENDPOINT_URL", None)
+    up = subprocess.run(
+        [DROPSHIP, "local", "up", "--detach", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert up.returncode == 0, f"local up failed: {up.stdout}\n{up.stderr}"
+    endpoint_url = f"http://127.0.0.1:{port}"
+    try:
+        status = subprocess.run([DROPSHIP, "local", "status"], env=env, capture_output=True, text=True, check=False)
+        assert status.returncode == 0 and endpoint_url in status.stdout
+        from dropship.cli.local import stack_outputs
+
+        outputs = stack_outputs(endpoint_url)
+        assert outputs is not None
+        yield LocalStackProcess(
+            Harness(endpoint_url, outputs), endpoint_url, {**env, "DROPSHIP_ENDPOINT_URL": endpoint_url}
+        )
+    finally:
+        down = subprocess.run([DROPSHIP, "local", "down"], env=env, capture_output=True, text=True, timeout=120)
+        if down.returncode != 0:
+            print(down.stdout, down.stderr)
+        shutil.rmtree(home, ignore_errors=True)

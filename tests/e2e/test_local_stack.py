@@ -1,0 +1,116 @@
+"""A user's view of the local stack: CLI and AWS APIs in, outcomes read from AWS APIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.artifacts import FAILING_MODEL_FN, IRIS_REQUEST, inference_artifact, iris_model_bytes, write_model_dir
+from tests.e2e.conftest import LocalStackProcess
+
+SMOKE_PASSES = {"smoke_test": [{"body": IRIS_REQUEST, "expect": {"json_schema": {"required": ["predictions"]}}}]}
+SMOKE_FAILS = {"smoke_test": [{"body": IRIS_REQUEST, "expect": {"json_equals": {"predictions": [1]}}}]}
+
+
+def model_dir(tmp_path: Path) -> Path:
+    return write_model_dir(tmp_path / "model", {"model.joblib": iris_model_bytes()})
+
+
+def manifest_file(tmp_path: Path, manifest: dict[str, object], name: str = "release.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(manifest))
+    return str(path)
+
+
+def test_release_invoke_and_history_through_the_cli(local_stack: LocalStackProcess, tmp_path: Path) -> None:
+    # When a user releases a folder with the CLI and waits
+    result = local_stack.cli(
+        "release", str(model_dir(tmp_path)), "--model", "e2e-iris", "--version", "1",
+        "--manifest", manifest_file(tmp_path, SMOKE_PASSES), "--wait",
+    )  # fmt: skip
+
+    # Then it exits 0 naming the alias and endpoint
+    assert result.code == 0, result.stderr
+    alias = local_stack.harness.alias("e2e-iris")
+    assert alias is not None and alias["version"] == "1"
+    assert alias["endpoint_name"] in result.stdout
+
+    # And the model answers a real prediction through the alias, with the CLI and with boto3
+    invoked = local_stack.cli("invoke", "e2e-iris", "--body", IRIS_REQUEST)
+    assert invoked.code == 0 and json.loads(invoked.stdout) == {"predictions": [0]}
+    direct = local_stack.harness.runtime.invoke_endpoint(
+        EndpointName=alias["endpoint_name"], Body=IRIS_REQUEST, ContentType="application/json"
+    )
+    assert json.loads(direct["Body"].read()) == {"predictions": [0]}
+
+    # And the history (CLI and table) and the events tell the same story
+    history = local_stack.cli("history", "e2e-iris")
+    assert history.code == 0 and "SUCCEEDED" in history.stdout and "Started > Locked > Live" in history.stdout
+    assert [r["outcome"] for r in local_stack.harness.releases("e2e-iris")] == ["SUCCEEDED"]
+    events = [e["detail-type"] for e in local_stack.harness.release_events("e2e-iris")]
+    assert events == ["Release Started", "Release Succeeded"]
+    execution = local_stack.harness.sfn.describe_execution(executionArn=alias["execution_arn"])
+    assert execution["status"] == "SUCCEEDED"
+
+
+def test_a_model_that_cannot_load_fails_and_leaves_nothing(local_stack: LocalStackProcess) -> None:
+    # When a model whose model_fn raises is dropped with boto3
+    outcome = local_stack.harness.release("e2e-broken", "1", inference_artifact(FAILING_MODEL_FN))
+
+    # Then the release fails as EndpointFailed with the container's own words, and nothing is left
+    assert (outcome.status, outcome.error) == ("FAILED", "EndpointFailed")
+    assert "weights.bin is missing" in (outcome.cause or "")
+    assert local_stack.harness.sagemaker_resources("e2e-broken") == {"models": [], "configs": [], "endpoints": []}
+    assert local_stack.harness.alias("e2e-broken") is None
+    failed = local_stack.harness.release_events("e2e-broken")[-1]
+    assert failed["detail-type"] == "Release Failed" and failed["detail"]["error"]["code"] == "EndpointFailed"
+
+
+def test_a_bad_artifact_is_refused(local_stack: LocalStackProcess) -> None:
+    outcome = local_stack.harness.release("e2e-garbage", "1", b"\x1f\x8b\x08 not really gzip")
+    assert (outcome.status, outcome.error) == ("FAILED", "InvalidArtifact")
+    history = local_stack.cli("history", "e2e-garbage")
+    assert history.code == 0 and "InvalidArtifact" in history.stdout
+
+
+def test_failed_smoke_test_keeps_the_alias_then_rollback_and_retention(
+    local_stack: LocalStackProcess, tmp_path: Path
+) -> None:
+    folder = str(model_dir(tmp_path))
+    passes, fails = manifest_file(tmp_path, SMOKE_PASSES), manifest_file(tmp_path, SMOKE_FAILS, "bad.json")
+
+    def release(version: str, manifest: str) -> int:
+        return local_stack.cli(
+            "release", folder, "--model", "e2e-roll", "--version", version, "--manifest", manifest, "--wait"
+        ).code
+
+    # Given versions 1 and 2 released
+    assert release("1", passes) == 0 and release("2", passes) == 0
+
+    # When version 3 fails its smoke test
+    failed = local_stack.cli("release", folder, "--model", "e2e-roll", "--version", "3", "--manifest", fails, "--wait")
+    # Then the CLI exits non-zero with the code, and the alias stays on version 2
+    assert failed.code != 0 and "SmokeTestFailed" in failed.stderr
+    assert local_stack.harness.alias("e2e-roll")["version"] == "2"  # type: ignore[index]
+    status = local_stack.cli("status", "e2e-roll")
+    assert status.code == 0 and "SmokeTestFailed" in status.stdout
+
+    # When version 4 is released, Then only the live and one retained endpoint remain (retain 1)
+    assert release("4", passes) == 0
+    assert len(local_stack.harness.sagemaker_resources("e2e-roll")["endpoints"]) == 2
+
+    # When the user rolls back
+    rolled = local_stack.cli("rollback", "e2e-roll")
+    assert rolled.code == 0, rolled.stderr
+
+    # Then the alias names version 2 again, which answers, and the roll back is announced
+    alias = local_stack.harness.alias("e2e-roll")
+    assert alias is not None and alias["version"] == "2"
+    invoked = local_stack.cli("invoke", "e2e-roll", "--body", IRIS_REQUEST)
+    assert invoked.code == 0 and "predictions" in invoked.stdout
+    kinds = [e["detail-type"] for e in local_stack.harness.release_events("e2e-roll")]
+    assert kinds[-1] == "Release Rolled Back"
+
+    # And there is nothing further back to roll to: a one-line error, non-zero exit
+    again = local_stack.cli("rollback", "e2e-roll")
+    assert again.code != 0 and len(again.stderr.strip().splitlines()) == 1
