@@ -21,7 +21,7 @@ from dropship.names import DropKey, check_model_name, check_version
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
 FIND_TIMEOUT_S = 60.0
-POLL_S = 2.0
+POLL_S = 1.0
 # Executions started this long before the upload began (by our clock) are still considered, for clock skew.
 CLOCK_SKEW_S = 300
 DUPLICATE_STATE = "Ignore Duplicate Event"
