@@ -1,0 +1,402 @@
+"""The HTTP-free core: loading the user's hooks and model, content negotiation, mapping errors to statuses.
+
+`Handler.load(settings)` runs once per worker; `Handler.invoke(...)` runs one invocation synchronously
+(the server calls it on a worker thread) and returns an `Invocation` or raises an `InvocationError`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from dropship_serve.errors import (
+    BadRequestError,
+    InvocationError,
+    ModelError,
+    ModelLoadError,
+    UnsupportedAcceptError,
+    UnsupportedContentTypeError,
+)
+from dropship_serve.logs import get_logger
+from dropship_serve.settings import Settings
+
+DEFAULT_CONTENT_TYPE = "application/json"
+CUSTOM_ATTRIBUTES_HEADER = "x-amzn-sagemaker-custom-attributes"
+_UNSUPPORTED_FORMAT_NAMES = frozenset({"UnsupportedFormatError"})  # sagemaker-inference-toolkit's error
+
+
+@dataclass
+class Context:
+    """Passed as the optional last argument of any hook.
+
+    `headers` are the request headers (lower-case names), `custom_attributes` the value of
+    `X-Amzn-SageMaker-Custom-Attributes`; set `response_custom_attributes` (or call
+    `set_custom_attributes`) to return that header. Hooks called at load time get empty headers.
+    """
+
+    model_dir: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+    accept: str | None = None
+    response_custom_attributes: str | None = None
+
+    @property
+    def custom_attributes(self) -> str | None:
+        return self.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+
+    def set_custom_attributes(self, value: str) -> None:
+        self.response_custom_attributes = value
+
+
+@dataclass(frozen=True)
+class Invocation:
+    body: bytes
+    content_type: str
+    custom_attributes: str | None = None
+
+
+# -- content negotiation ---------------------------------------------------------------------------------
+
+
+def media_type(header: str | None) -> str:
+    """`Application/JSON; charset=utf-8` -> `application/json`; empty for a missing header."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def parse_accept(header: str | None) -> list[str]:
+    """Media ranges of an Accept header, best first: by q-value, then specificity, then order; q=0 dropped."""
+    ranked = []
+    for index, item in enumerate((header or "").split(",")):
+        parts = item.split(";")
+        media = parts[0].strip().lower()
+        if not media:
+            continue
+        if media == "*":
+            media = "*/*"
+        if media.count("/") != 1:
+            continue
+        q = 1.0
+        for param in parts[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        specificity = 0 if media == "*/*" else 1 if media.endswith("/*") else 2
+        ranked.append((-q, -specificity, index, media))
+    return [media for *_, media in sorted(ranked)]
+
+
+def accept_candidates(header: str | None, default: str, supported: tuple[str, ...] | None) -> list[str]:
+    """The concrete media types to try for a response, best first.
+
+    `*/*` (and a missing header) means `default`. With `supported` known (the default output_fn),
+    ranges are matched against it; otherwise concrete types are tried as given.
+    """
+    ranges = parse_accept(header) if header and header.strip() else ["*/*"]
+    candidates: list[str] = []
+    for media in ranges:
+        if media == "*/*":
+            options = [default] if supported is None or default in supported else list(supported[:1])
+        elif media.endswith("/*"):
+            prefix = media[:-1]
+            if default.startswith(prefix):
+                options = [default]
+            else:
+                options = [s for s in supported or () if s.startswith(prefix)][:1]
+        else:
+            options = [media] if supported is None or media in supported else []
+        candidates.extend(option for option in options if option not in candidates)
+    return candidates
+
+
+# -- hooks -----------------------------------------------------------------------------------------------
+
+
+class Hook:
+    """A user or default hook, called with the context appended when its signature takes one more argument."""
+
+    def __init__(self, name: str, fn: Callable[..., Any], arity: int, is_default: bool) -> None:
+        self.name = name
+        self.fn = fn
+        self.is_default = is_default
+        self.takes_context = _accepts_positional(fn, arity + 1)
+
+    def __call__(self, *args: Any, context: Context) -> Any:
+        if self.takes_context:
+            return self.fn(*args, context)
+        return self.fn(*args)
+
+
+def _accepts_positional(fn: Callable[..., Any], count: int) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = 0
+    for param in params:
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            return True
+        if param.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= count
+
+
+_ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4, "model_warmup_fn": 1}
+
+
+def find_program(settings: Settings) -> str | None:
+    """Path of the user's `inference.py`: `<model>/code/` first, then the code baked into the image."""
+    if os.path.isabs(settings.program):
+        candidates = [settings.program]
+    else:
+        candidates = [os.path.join(directory, settings.program) for directory in settings.code_dirs]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    if settings.program_explicit:
+        raise ModelLoadError(f"SAGEMAKER_PROGRAM={settings.program} not found in {', '.join(candidates)}")
+    return None
+
+
+def import_program(path: str) -> ModuleType:
+    directory = os.path.dirname(os.path.abspath(path))
+    if directory not in sys.path:
+        sys.path.insert(0, directory)  # helper modules next to inference.py import normally
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        raise ModelLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+# -- the handler -----------------------------------------------------------------------------------------
+
+
+class Handler:
+    """The loaded model and its hooks; `invoke` is thread-safe as far as the user's hooks are."""
+
+    def __init__(self, settings: Settings, hooks: dict[str, Hook | None], model: Any, program: str | None):
+        self.settings = settings
+        self.model = model
+        self.program = program
+        self.model_fn = hooks["model_fn"]
+        self.input_fn = hooks["input_fn"]
+        self.predict_fn = hooks["predict_fn"]
+        self.output_fn = hooks["output_fn"]
+        self.transform_fn = hooks["transform_fn"]
+        output = self.output_fn
+        self._supported_accepts: tuple[str, ...] | None = None
+        if self.transform_fn is None and output is not None and output.is_default:
+            from dropship_serve import defaults
+
+            self._supported_accepts = defaults.ACCEPTS
+        self._log = get_logger()
+
+    @classmethod
+    def load(cls, settings: Settings) -> Handler:
+        """Import `inference.py` (installing its requirements), load the model and warm it up.
+
+        Raises ModelLoadError with a message that says what failed; the caller exits the process.
+        """
+        from dropship_serve import defaults, requirements
+
+        log = get_logger()
+        if not os.path.isdir(settings.model_dir):
+            raise ModelLoadError(f"model directory {settings.model_dir} does not exist (SM_MODEL_DIR)")
+        started = time.monotonic()
+        program = find_program(settings)
+        code_dir = os.path.dirname(program) if program else os.path.join(settings.model_dir, "code")
+        requirements_file = os.path.join(code_dir, "requirements.txt")
+        if os.path.isfile(requirements_file):
+            requirements.ensure_installed(requirements_file, settings.install_requirements)
+        module = import_program(program) if program else None
+        hooks = resolve_hooks(module, defaults)
+        context = Context(model_dir=settings.model_dir)
+        model_fn = hooks["model_fn"]
+        assert model_fn is not None
+        try:
+            model = model_fn(settings.model_dir, context=context)
+        except Exception as exc:
+            raise ModelLoadError(f"{_where(model_fn)} failed: {type(exc).__name__}: {exc}") from exc
+        warmup = hooks["model_warmup_fn"]
+        try:
+            if warmup is not None:
+                warmup(model, context=context)
+            elif hooks["predict_fn"] is not None and hooks["predict_fn"].is_default:
+                defaults.warmup(model)
+        except Exception as exc:
+            if warmup is not None:
+                raise ModelLoadError(f"{_where(warmup)} failed: {type(exc).__name__}: {exc}") from exc
+            log.warning("default warm-up failed", exc_info=True, extra={"event": "warmup_skipped"})
+        handler = cls(settings, hooks, model, program)
+        log.info(
+            "model loaded",
+            extra={
+                "event": "model_loaded",
+                "model_dir": settings.model_dir,
+                "program": program,
+                "hooks": sorted(n for n, h in hooks.items() if h is not None and not h.is_default),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+        return handler
+
+    # -- one invocation -----------------------------------------------------------------------------
+
+    def check_request(self, headers: Mapping[str, str]) -> list[str]:
+        """What can be refused from the headers alone (406, and 415 with the default input_fn), before the
+        body is read; returns the Accept candidates for `invoke`."""
+        accepts = self.check_accept(headers.get("accept"))
+        if self.input_fn is not None and self.input_fn.is_default:
+            from dropship_serve import defaults
+
+            content_type = media_type(headers.get("content-type")) or DEFAULT_CONTENT_TYPE
+            if content_type not in defaults.CONTENT_TYPES:
+                raise UnsupportedContentTypeError(
+                    f"Content-Type {content_type!r} is not supported; use one of {', '.join(defaults.CONTENT_TYPES)}"
+                )
+        return accepts
+
+    def check_accept(self, accept_header: str | None) -> list[str]:
+        """Accept candidates; with the default output_fn a hopeless Accept is a 406 before any work."""
+        candidates = accept_candidates(accept_header, self.settings.default_accept, self._supported_accepts)
+        if not candidates:
+            supported = ", ".join(self._supported_accepts or ())
+            raise UnsupportedAcceptError(f"cannot produce any of Accept: {accept_header}; supported: {supported}")
+        return candidates
+
+    def invoke(self, body: bytes, headers: Mapping[str, str], accepts: list[str] | None = None) -> Invocation:
+        content_type = media_type(headers.get("content-type")) or DEFAULT_CONTENT_TYPE
+        if accepts is None:
+            accepts = self.check_accept(headers.get("accept"))
+        context = Context(self.settings.model_dir, headers, content_type, accepts[0])
+        try:
+            if self.transform_fn is not None:
+                transform = self.transform_fn
+                result = self._call(transform, "transform", self.model, body, content_type, accepts[0], context=context)
+                out, out_type = _as_body(result, accepts[0], transform)
+            else:
+                assert self.input_fn and self.predict_fn and self.output_fn
+                data = self._call(self.input_fn, "input", body, content_type, context=context)
+                prediction = self._call(self.predict_fn, "predict", data, self.model, context=context)
+                out, out_type = self._encode(prediction, accepts, context)
+        except InvocationError:
+            raise
+        except Exception as exc:  # a hook returned something unusable
+            raise self._model_error(exc, str(exc)) from exc
+        if len(out) > self.settings.max_payload_bytes:
+            raise self._model_error(
+                None, f"the response body is {len(out)} bytes, over the {self.settings.max_payload_bytes} limit"
+            )
+        return Invocation(out, out_type, context.response_custom_attributes)
+
+    def _encode(self, prediction: Any, accepts: list[str], context: Context) -> tuple[bytes, str]:
+        output_fn = self.output_fn
+        assert output_fn is not None
+        for accept in accepts:
+            context.accept = accept
+            try:
+                result = output_fn(prediction, accept, context=context)
+            except Exception as exc:
+                if _is_unsupported_format(exc):
+                    continue
+                raise self._map(exc, output_fn, "output") from exc
+            return _as_body(result, accept, output_fn)
+        raise UnsupportedAcceptError(f"{_where(output_fn)} cannot produce any of: {', '.join(accepts)}")
+
+    def _call(self, hook: Hook, phase: str, *args: Any, context: Context) -> Any:
+        try:
+            return hook(*args, context=context)
+        except Exception as exc:
+            raise self._map(exc, hook, phase) from exc
+
+    def _map(self, exc: Exception, hook: Hook, phase: str) -> InvocationError:
+        """Turn an exception from a hook into the error the client sees."""
+        if isinstance(exc, InvocationError):
+            return exc
+        status = getattr(exc, "status_code", None)  # sagemaker-inference-toolkit style errors
+        if isinstance(status, int) and 400 <= status < 500:
+            error = InvocationError(str(exc) or f"{_where(hook)} rejected the request")
+            error.status, error.code = status, "ClientError"
+            return error
+        if _is_unsupported_format(exc):
+            if phase == "output":
+                return UnsupportedAcceptError(str(exc))
+            return UnsupportedContentTypeError(str(exc))
+        if phase == "input" and isinstance(exc, ValueError):
+            return BadRequestError(f"{_where(hook)} could not decode the body: {_short(exc)}")
+        return self._model_error(exc, f"{_where(hook)} raised {type(exc).__name__}")
+
+    def _model_error(self, exc: Exception | None, message: str) -> ModelError:
+        error_id = uuid.uuid4().hex[:16]
+        self._log.error(
+            message,
+            exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
+            extra={"event": "invocation_failed", "error_id": error_id},
+        )
+        return ModelError(f"{message}; see the container log for error_id {error_id}", error_id)
+
+
+def resolve_hooks(module: ModuleType | None, defaults: ModuleType) -> dict[str, Hook | None]:
+    """The user's hooks where defined, the defaults elsewhere; transform_fn excludes the three others."""
+    user = {name: getattr(module, name, None) for name in _ARITY} if module else dict.fromkeys(_ARITY)
+    for name, fn in user.items():
+        if fn is not None and not callable(fn):
+            raise ModelLoadError(f"{name} in {module.__file__ if module else '?'} is not a function")
+    if user["transform_fn"] and any(user[name] for name in ("input_fn", "predict_fn", "output_fn")):
+        raise ModelLoadError("define either transform_fn or input_fn/predict_fn/output_fn, not both")
+    hooks: dict[str, Hook | None] = {}
+    for name, arity in _ARITY.items():
+        fn = user[name]
+        if fn is not None:
+            hooks[name] = Hook(name, fn, arity, is_default=False)
+        elif name in ("transform_fn", "model_warmup_fn") or (user["transform_fn"] and name != "model_fn"):
+            hooks[name] = None
+        else:
+            hooks[name] = Hook(name, getattr(defaults, name), arity, is_default=True)
+    return hooks
+
+
+def _is_unsupported_format(exc: Exception) -> bool:
+    return isinstance(exc, (UnsupportedAcceptError, UnsupportedContentTypeError)) or (
+        type(exc).__name__ in _UNSUPPORTED_FORMAT_NAMES
+    )
+
+
+def _as_body(result: Any, accept: str, hook: Hook) -> tuple[bytes, str]:
+    content_type = accept
+    if isinstance(result, tuple) and len(result) == 2:
+        result, content_type = result
+    if isinstance(result, str):
+        result = result.encode()
+    if not isinstance(result, (bytes, bytearray, memoryview)) or not isinstance(content_type, str):
+        raise TypeError(f"{_where(hook)} must return bytes, str or (bytes, content_type), got {type(result)}")
+    return bytes(result), content_type
+
+
+def _where(hook: Hook) -> str:
+    return f"default {hook.name}" if hook.is_default else hook.name
+
+
+def _short(exc: Exception, limit: int = 300) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,133 @@
+"""Starting gunicorn in-process: the `serve` process is the gunicorn master, the port is bound at once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
+
+from dropship_serve import logs
+from dropship_serve.settings import Settings, SettingsError
+from dropship_serve.shared import SharedState
+
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER_CLASSES = {"asgi": "asgi", "uvicorn": "uvicorn.workers.UvicornWorker"}
+EXIT_BAD_SETTINGS = 2
+
+
+class ServeApplication(BaseApplication):
+    """gunicorn configured from `Settings`; the app itself is only imported in the workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.shared = SharedState.create()  # inherited by the workers through fork
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in gunicorn_options(self.settings).items():
+            self.cfg.set(key, value)
+
+    def run(self) -> None:
+        arbiter = Arbiter(self)
+        try:
+            arbiter.run()
+            status: int | str | None = 0
+        except HaltServer as exc:
+            # gunicorn raises again when a second worker fails to boot while it is already halting.
+            for pid in list(arbiter.WORKERS):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            status = exc.exit_status
+        except SystemExit as exc:
+            status = exc.code
+        failure = self.shared.failure_message()
+        if failure:  # repeat the worker's reason as the very last line, where a supervisor looks
+            logs.get_logger().critical(f"stopped: {failure}", extra={"event": "model_load_failed"})
+        sys.exit(status)
+
+    def load(self) -> Any:
+        from dropship_serve.app import create_app
+
+        return create_app(self.settings, self.shared)
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return {
+        "bind": [f"{host}:{settings.port}"],
+        "workers": settings.workers,
+        "worker_class": WORKER_CLASSES[settings.worker_class],
+        # The workers' heartbeat: a worker whose event loop is blocked this long is replaced.
+        "timeout": settings.timeout,
+        "graceful_timeout": settings.graceful_timeout,
+        "keepalive": 5,
+        "backlog": 2048,
+        # One SO_REUSEPORT socket per worker: the kernel spreads keep-alive connections over the workers
+        # (with a shared socket, one worker accepts a whole burst of them and the other idles).
+        "reuse_port": True,
+        "pythonpath": PACKAGE_PARENT,
+        "proc_name": "dropship-serve",
+        "logconfig_dict": logs.logconfig_dict(settings.log_level, settings.access_log),
+        "loglevel": settings.log_level,
+        "errorlog": "-",
+        "accesslog": "-" if settings.access_log else None,
+        "access_log_format": "%(m)s %(U)s %(s)s %(B)s %(M)sms",
+        "asgi_lifespan": "on",
+        "control_socket_disable": True,
+    }
+
+
+NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_native_threads(settings: Settings) -> dict[str, str]:
+    """Give each worker's BLAS/OpenMP pool its share of the cores, unless the user chose.
+
+    N workers each spinning up one BLAS thread per core oversubscribe the machine: on 2 cores with
+    2 workers this alone halves the requests/s of a scikit-learn model. Set in the master, before any
+    worker imports numpy.
+    """
+    share = str(max(1, (os.cpu_count() or 1) // (settings.workers * settings.inference_threads)))
+    chosen = {}
+    for name in NATIVE_THREAD_VARIABLES:
+        chosen[name] = os.environ.setdefault(name, share)
+    return chosen
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        logs.configure()
+        logs.get_logger().critical(str(exc), extra={"event": "bad_settings"})
+        return EXIT_BAD_SETTINGS
+    logs.configure(settings.log_level)
+    log = logs.get_logger()
+    if not os.path.isdir(settings.model_dir):
+        log.critical(
+            f"model directory {settings.model_dir} does not exist (set SM_MODEL_DIR)",
+            extra={"event": "model_load_failed", "model_dir": settings.model_dir},
+        )
+        return EXIT_BAD_SETTINGS
+    native_threads = limit_native_threads(settings)
+    log.info(
+        "starting",
+        extra={
+            "event": "starting",
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "threads_per_worker": settings.inference_threads,
+            "timeout_s": settings.timeout,
+            "native_threads": native_threads,
+            "model_dir": settings.model_dir,
+            "python": sys.version.split()[0],
+        },
+    )
+    ServeApplication(settings).run()  # exits through SystemExit with gunicorn's status
+    return 0

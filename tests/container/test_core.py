@@ -1,0 +1,166 @@
+"""The HTTP-free core: content negotiation, hook signatures and error mapping, without a server."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+from dropship_serve import core, defaults
+from dropship_serve.core import Handler, accept_candidates, media_type, parse_accept, resolve_hooks
+from dropship_serve.errors import (
+    BadRequestError,
+    ModelError,
+    ModelLoadError,
+    UnsupportedAcceptError,
+    UnsupportedContentTypeError,
+)
+from dropship_serve.settings import Settings, SettingsError
+
+DEFAULTS = defaults.ACCEPTS
+
+
+def test_media_type_ignores_parameters_and_case() -> None:
+    assert media_type("Application/JSON; charset=utf-8") == "application/json"
+    assert media_type(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("text/csv;q=0.5, application/json", ["application/json", "text/csv"]),
+        ("*/*;q=0.1, text/csv", ["text/csv", "*/*"]),
+        ("text/*, text/csv", ["text/csv", "text/*"]),  # same q: the more specific first
+        ("application/json;q=0, text/csv", ["text/csv"]),
+        ("text/csv;q=oops, application/json", ["application/json"]),
+        ("*", ["*/*"]),
+    ],
+)
+def test_parse_accept_orders_by_q_then_specificity(header: str, expected: list[str]) -> None:
+    assert parse_accept(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "supported", "expected"),
+    [
+        (None, DEFAULTS, ["application/json"]),
+        ("*/*", DEFAULTS, ["application/json"]),
+        ("application/*", DEFAULTS, ["application/json"]),
+        ("text/*", DEFAULTS, ["text/csv"]),
+        ("image/png", DEFAULTS, []),
+        ("image/png, */*;q=0.1", DEFAULTS, ["application/json"]),
+        ("image/png, text/plain;q=0.5", None, ["image/png", "text/plain"]),
+        ("*/*", None, ["application/json"]),
+    ],
+)
+def test_accept_candidates(header: str | None, supported: tuple[str, ...] | None, expected: list[str]) -> None:
+    assert accept_candidates(header, "application/json", supported) == expected
+
+
+def _handler(**hooks: object) -> Handler:
+    module = types.ModuleType("inference")
+    for name, fn in hooks.items():
+        setattr(module, name, fn)
+    resolved = resolve_hooks(module, defaults)
+    settings = Settings(model_dir="/nonexistent")
+    return Handler(settings, resolved, model=None, program="inference.py")
+
+
+def test_context_is_passed_only_to_hooks_that_take_it() -> None:
+    seen = {}
+
+    def input_fn(body, content_type, context):
+        seen["attributes"] = context.custom_attributes
+        return body
+
+    def predict_fn(data, model):
+        return data
+
+    def output_fn(prediction, accept, context=None):
+        context.set_custom_attributes("answered")
+        return prediction, "application/octet-stream"
+
+    handler = _handler(input_fn=input_fn, predict_fn=predict_fn, output_fn=output_fn)
+    headers = {"x-amzn-sagemaker-custom-attributes": "trace=1", "content-type": "application/x-thing"}
+    result = handler.invoke(b"abc", headers)
+    assert (result.body, result.content_type, result.custom_attributes) == (
+        b"abc",
+        "application/octet-stream",
+        "answered",
+    )
+    assert seen == {"attributes": "trace=1"}
+
+
+def test_value_error_while_decoding_is_a_bad_request() -> None:
+    handler = _handler(input_fn=lambda body, content_type: json.loads(body), predict_fn=lambda d, m: d)
+    with pytest.raises(BadRequestError, match="could not decode"):
+        handler.invoke(b"{nope", {})
+
+
+def test_failure_in_predict_is_a_model_error_without_details(caplog: pytest.LogCaptureFixture) -> None:
+    def predict_fn(data, model):
+        raise ValueError("secret")
+
+    handler = _handler(predict_fn=predict_fn)
+    with pytest.raises(ModelError) as raised:
+        handler.invoke(b"[[1, 2]]", {"content-type": "application/json"})
+    assert "secret" not in raised.value.message
+    assert raised.value.error_id in raised.value.message
+    assert "secret" in caplog.text  # the traceback goes to the log
+
+
+def test_output_fn_rejecting_an_accept_falls_through_to_the_next() -> None:
+    def output_fn(prediction, accept):
+        if accept != "text/plain":
+            raise UnsupportedAcceptError(accept)
+        return "ok"
+
+    handler = _handler(input_fn=lambda b, c: b, predict_fn=lambda d, m: d, output_fn=output_fn)
+    result = handler.invoke(b"", {"accept": "application/json, text/plain;q=0.2"})
+    assert (result.body, result.content_type) == (b"ok", "text/plain")
+    with pytest.raises(UnsupportedAcceptError):
+        handler.invoke(b"", {"accept": "application/json"})
+
+
+def test_toolkit_style_status_code_errors_keep_their_status() -> None:
+    class GenericInferenceToolkitError(Exception):
+        def __init__(self, status_code: int, message: str) -> None:
+            super().__init__(message)
+            self.status_code = status_code
+
+    def input_fn(body, content_type):
+        raise GenericInferenceToolkitError(422, "bad shape")
+
+    handler = _handler(input_fn=input_fn, predict_fn=lambda d, m: d)
+    with pytest.raises(core.InvocationError) as raised:
+        handler.invoke(b"", {})
+    assert (raised.value.status, raised.value.message) == (422, "bad shape")
+
+
+def test_transform_fn_cannot_be_combined_with_the_other_hooks() -> None:
+    with pytest.raises(ModelLoadError, match="transform_fn"):
+        _handler(transform_fn=lambda m, b, c, a: b, predict_fn=lambda d, m: d)
+
+
+def test_default_input_fn_decodes_json_csv_npy() -> None:
+    rows = [[1.0, 2.0], [3.0, 4.0]]
+    assert defaults.input_fn(b'{"instances": [[1, 2], [3, 4]]}', "application/json").tolist() == rows
+    assert defaults.input_fn(b"[[1, 2], [3, 4]]", "application/json").tolist() == rows
+    assert defaults.input_fn(b"1,2\n3,4\n", "text/csv").tolist() == rows
+    npy = defaults.output_fn(np.array(rows), "application/x-npy")[0]
+    assert defaults.input_fn(npy, "application/x-npy").tolist() == rows
+    with pytest.raises(UnsupportedContentTypeError):
+        defaults.input_fn(b"", "text/xml")
+    with pytest.raises(BadRequestError):
+        defaults.input_fn(b"a,b\n", "text/csv")
+
+
+def test_settings_name_the_variable_at_fault() -> None:
+    with pytest.raises(SettingsError, match="SAGEMAKER_MODEL_SERVER_WORKERS"):
+        Settings.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "many"})
+    settings = Settings.from_env({"SM_MODEL_DIR": "/m", "SAGEMAKER_PROGRAM": "serve_me.py"})
+    assert settings.code_dirs == ("/m/code", "/opt/ml/code")
+    assert settings.program == "serve_me.py"
+    assert settings.port == 8080
+    assert settings.host == "0.0.0.0"
