@@ -36,9 +36,7 @@ class AliasStore:
 
     def get(self, model: str, alias: str) -> AliasRecord | None:
         try:
-            value = self.client.get_parameter(Name=parameter_name(self.prefix, model, alias))["Parameter"][
-                "Value"
-            ]
+            value = self.client.get_parameter(Name=parameter_name(self.prefix, model, alias))["Parameter"]["Value"]
         except ClientError as exc:
             if error_code(exc) == "ParameterNotFound":
                 return None
@@ -62,9 +60,7 @@ class AliasStore:
         while True:
             page = self.client.get_parameters_by_path(**kwargs)
             for parameter in page.get("Parameters", []):
-                found[parameter["Name"].rsplit("/", 1)[-1]] = AliasRecord.model_validate_json(
-                    parameter["Value"]
-                )
+                found[parameter["Name"].rsplit("/", 1)[-1]] = AliasRecord.model_validate_json(parameter["Value"])
             if not page.get("NextToken"):
                 return found
             kwargs["NextToken"] = page["NextToken"]

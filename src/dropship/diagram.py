@@ -31,7 +31,7 @@ def _edges(name: str, state: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 def mermaid(asl: dict[str, Any]) -> str:
     lines = ["stateDiagram-v2", f"    [*] --> {_id(asl['StartAt'])}"]
-    for name, state in asl["States"].items():
+    for name in asl["States"]:
         lines.append(f"    {_id(name)}: {name}")
     seen = set()
     for name, state in asl["States"].items():

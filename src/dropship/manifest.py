@@ -53,9 +53,7 @@ class Expectation(_Strict):
 
     @model_validator(mode="after")
     def _one_body_check(self) -> Expectation:
-        checks = [
-            name for name in ("json_equals", "json_schema", "contains") if name in self.model_fields_set
-        ]
+        checks = [name for name in ("json_equals", "json_schema", "contains") if name in self.model_fields_set]
         if len(checks) > 1:
             raise ValueError(f"expect takes at most one of json_equals, json_schema, contains (got {checks})")
         return self
@@ -127,9 +125,7 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:
-        if self.serverless is not None and (
-            self.instance_type is not None or self.initial_instance_count is not None
-        ):
+        if self.serverless is not None and (self.instance_type is not None or self.initial_instance_count is not None):
             raise ValueError("serverless cannot be combined with instance_type or initial_instance_count")
         for key, value in self.environment.items():
             if not _matches(ENV_KEY_PATTERN, key):

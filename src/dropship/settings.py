@@ -25,9 +25,7 @@ class Settings(BaseModel):
 
 @functools.cache
 def load(settings_type: type[SettingsT]) -> SettingsT:
-    values = {
-        name: os.environ[name.upper()] for name in settings_type.model_fields if name.upper() in os.environ
-    }
+    values = {name: os.environ[name.upper()] for name in settings_type.model_fields if name.upper() in os.environ}
     try:
         return settings_type.model_validate(values)
     except ValidationError as exc:

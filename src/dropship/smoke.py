@@ -24,9 +24,7 @@ def evaluate(index: int, sample: SmokeSample, status: int, body: bytes, latency_
             problems.append(f"response does not contain {expect.contains!r}: {_snippet(body)}")
     elif "json_equals" in expect.model_fields_set or "json_schema" in expect.model_fields_set:
         problems.extend(
-            _check_json(
-                expect.json_equals, expect.json_schema, body, "json_schema" in expect.model_fields_set
-            )
+            _check_json(expect.json_equals, expect.json_schema, body, "json_schema" in expect.model_fields_set)
         )
     if sample.max_latency_ms is not None and latency_ms > sample.max_latency_ms:
         problems.append(f"took {latency_ms:.0f} ms, budget {sample.max_latency_ms} ms")

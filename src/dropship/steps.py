@@ -68,12 +68,8 @@ def smoke_test(runtime: Any, release: Release) -> SmokeReport:
     return report
 
 
-def update_alias(
-    table: ReleaseTable, aliases: AliasStore, release: Release, smoke: SmokeReport
-) -> AliasRecord:
-    if not table.advance_alias_watermark(
-        release.model, release.alias, stamp(release.uploaded_at), release.version
-    ):
+def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release, smoke: SmokeReport) -> AliasRecord:
+    if not table.advance_alias_watermark(release.model, release.alias, stamp(release.uploaded_at), release.version):
         ensure_not_superseded(table, release)  # raises with the details
         raise AliasConflictError(f"a newer upload of {release.model} is live on alias {release.alias!r}")
     record = AliasRecord(

@@ -158,6 +158,7 @@ def _python_path_entries(directory: Path) -> list[str]:
     python_dir = directory / "python"
     return [str(python_dir)] if python_dir.is_dir() else [str(directory)]
 
+
 REGISTRATION_WAIT_S = 120.0
 
 
