@@ -1,7 +1,8 @@
 """The integration harness: the real template deployed into the local stack engine (moto plus dropship's
 seams), the real state machine executed, the real handlers and the real container answering.
 
-The stack is started once for this package (one stack per process at a time) on a free port; every test uses its own model names.
+The stack is started once for this package (one stack per process at a time) on a free port; every test
+uses its own model names.
 """
 
 from __future__ import annotations
