@@ -2,9 +2,8 @@
 
 from typing import Any
 
-from dropship.artifact import ArtifactLimits
-
 from dropship import settings
+from dropship.artifact import ArtifactLimits
 from dropship.aws import client
 from dropship.history import ReleaseTable
 from dropship.observability import task

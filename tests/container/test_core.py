@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+
 from dropship_serve import core, defaults
 from dropship_serve.core import Handler, accept_candidates, media_type, parse_accept, resolve_hooks
 from dropship_serve.errors import (
