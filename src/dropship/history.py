@@ -13,7 +13,7 @@ One table, keyed ``pk``/``sk``:
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,9 +27,16 @@ _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
 
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
 def stamp(moment: datetime) -> str:
     """Sortable, microsecond timestamp used in keys."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime(STAMP_FORMAT)
+
+
+def parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
 
 
 def execution_name(execution_arn: str) -> str:

@@ -7,13 +7,13 @@ one of these.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dropship.alias import AliasRecord, AliasStore
 from dropship.endpoints import Endpoints
 from dropship.errors import AliasConflictError, SmokeTestFailedError, code_for
-from dropship.history import ReleaseTable, stamp
+from dropship.history import ReleaseTable, parse_stamp, stamp
 from dropship.names import guess_model_version
 from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
 from dropship.release import ExecutionState, Failure, LockResult, Release, SmokeReport, iso, utc_now
@@ -112,8 +112,9 @@ def retire(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, relea
             kept += 1
             continue
         endpoints.delete(name)
-        started = datetime.strptime(item["started_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        table.put_release(release.model, started, item["execution_arn"], endpoint_state="retired")
+        table.put_release(
+            release.model, parse_stamp(item["started_at"]), item["execution_arn"], endpoint_state="retired"
+        )
         retired.append(name)
     return retired
 

@@ -90,8 +90,8 @@ def test_local_means_the_local_stack_with_dummy_credentials(no_credentials: None
 
 
 def test_the_endpoint_url_can_come_from_the_environment(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DROPSHIP_ENDPOINT_URL", "http://10.0.0.5:4566")
-    assert Target.from_options() == Target("http://10.0.0.5:4566", "us-east-1", "dropship")
+    monkeypatch.setenv("DROPSHIP_ENDPOINT_URL", "http://127.0.0.2:4566")
+    assert Target.from_options() == Target("http://127.0.0.2:4566", "us-east-1", "dropship")
     assert Target.from_options(region="eu-west-1").region == "eu-west-1"
 
 

@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ boto3.client(
     "cloudformation", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
     aws_access_key_id="x", aws_secret_access_key="x",
 ).create_stack(StackName="dropship", TemplateBody=template)
-print("ready", flush=True)
+print("dropship local stack ready: (stand-in)", flush=True)
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 stop.wait()
@@ -148,3 +149,16 @@ def test_up_detached_reports_a_server_that_dies(port: int, cli: Any, monkeypatch
     assert "cannot serve on 127.0.0.1: address in use" in result.err
     assert result.err.strip().splitlines()[-1].startswith("dropship: error: the local stack exited with code 3")
     assert not cli_local.pid_file().exists()
+
+
+def test_a_stack_already_answering_on_the_port_is_not_taken_for_ours() -> None:
+    # Given a log in which our process has not said it is ready (another server may answer on the port)
+    from dropship.cli.local import _said_ready
+
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "stack.log"
+        log.write_text("Starting ...\n")
+        assert not _said_ready(log)
+        # When our process prints its ready line, Then it is ready
+        log.write_text("Starting ...\ndropship local stack ready: http://127.0.0.1:4566 {}\n")
+        assert _said_ready(log)

@@ -4,7 +4,6 @@ only through AWS APIs (boto3) and the `dropship` command line, each in its own p
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +29,12 @@ class LocalStackProcess:
     harness: Harness
     endpoint_url: str
     env: dict[str, str]
+    home: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The stack's own log, for assertion messages."""
+        log = self.home / "stack.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else "(no log)"
 
     def cli(self, *args: str, timeout: float = 240) -> CliResult:
         done = subprocess.run(
@@ -61,11 +66,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 
         outputs = stack_outputs(endpoint_url)
         assert outputs is not None
-        yield LocalStackProcess(
-            Harness(endpoint_url, outputs), endpoint_url, {**env, "DROPSHIP_ENDPOINT_URL": endpoint_url}
-        )
+        cli_env = {**env, "DROPSHIP_ENDPOINT_URL": endpoint_url}
+        yield LocalStackProcess(Harness(endpoint_url, outputs), endpoint_url, cli_env, home)
     finally:
         down = subprocess.run([DROPSHIP, "local", "down"], env=env, capture_output=True, text=True, timeout=120)
-        if down.returncode != 0:
-            print(down.stdout, down.stderr)
-        shutil.rmtree(home, ignore_errors=True)
+        assert down.returncode == 0, down.stdout + down.stderr

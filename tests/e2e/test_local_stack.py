@@ -44,9 +44,11 @@ def test_release_invoke_and_history_through_the_cli(local_stack: LocalStackProce
     assert json.loads(direct["Body"].read()) == {"predictions": [0]}
 
     # And the history (CLI and table) and the events tell the same story
+    records = local_stack.harness.releases("e2e-iris")
+    assert [r["outcome"] for r in records] == ["SUCCEEDED"], local_stack.log_tail()
     history = local_stack.cli("history", "e2e-iris")
-    assert history.code == 0 and "SUCCEEDED" in history.stdout and "Started > Locked > Live" in history.stdout
-    assert [r["outcome"] for r in local_stack.harness.releases("e2e-iris")] == ["SUCCEEDED"]
+    assert history.code == 0, history.stderr + local_stack.log_tail()
+    assert "SUCCEEDED" in history.stdout and "Started > Locked > Live" in history.stdout
     events = [e["detail-type"] for e in local_stack.harness.release_events("e2e-iris")]
     assert events == ["Release Started", "Release Succeeded"]
     execution = local_stack.harness.sfn.describe_execution(executionArn=alias["execution_arn"])

@@ -165,7 +165,8 @@ def detach(args: argparse.Namespace) -> int:
             pid_file().unlink(missing_ok=True)
             print(_tail(log_path), file=sys.stderr)
             raise CliError(f"the local stack exited with code {code} before it was ready (log: {log_path})")
-        outputs = stack_outputs(running.endpoint_url)
+        # Ready means our process said so: a stale server answering on the same port is not our stack.
+        outputs = stack_outputs(running.endpoint_url) if _said_ready(log_path) else None
         if outputs is not None:
             _print_ready(running.endpoint_url, outputs)
             print("Stop it with `dropship local down`.")
@@ -337,6 +338,15 @@ def _print_output_lines(outputs: dict[str, Any]) -> None:
     for key in OUTPUT_NAMES:
         if key in outputs:
             print(f"  {key:<24}{outputs[key]}")
+
+
+def _said_ready(log_path: Path) -> bool:
+    from dropship.local.__main__ import READY_PREFIX
+
+    try:
+        return READY_PREFIX in log_path.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
