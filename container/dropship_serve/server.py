@@ -69,8 +69,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "keepalive": 5,
         "backlog": 2048,
         # One SO_REUSEPORT socket per worker: the kernel spreads keep-alive connections over the workers
-        # (with a shared socket, one worker accepts a whole burst of them and the other idles).
-        "reuse_port": True,
+        # (with a shared socket, one worker accepts a whole burst of them and the other idles). A single
+        # worker needs no sharing, and then a port already taken fails loudly instead of being shared.
+        "reuse_port": settings.workers > 1,
         "pythonpath": PACKAGE_PARENT,
         "proc_name": "dropship-serve",
         "logconfig_dict": logs.logconfig_dict(settings.log_level, settings.access_log),

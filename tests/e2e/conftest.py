@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Harness, free_port
+from dropship.local.ports import free_port
+from tests.integration.harness import Harness
 
 DROPSHIP = str(Path(sys.executable).with_name("dropship"))
 

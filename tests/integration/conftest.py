@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import TEST_PARAMETERS, Harness, free_port
+from dropship.local.ports import free_port
+from tests.integration.harness import TEST_PARAMETERS, Harness
 
 
 @pytest.fixture(scope="package")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +19,6 @@ TEST_PARAMETERS = {
     "DefaultImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/dropship-serve:0.1.0",
 }
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

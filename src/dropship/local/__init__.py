@@ -7,6 +7,7 @@ stack starts.
 """
 
 from dropship.local.deploy import DeployedFunction, DeployError, Deployment
-from dropship.local.stack import LocalStack, LocalStackError, free_port
+from dropship.local.ports import free_port
+from dropship.local.stack import LocalStack, LocalStackError
 
 __all__ = ["DeployError", "DeployedFunction", "Deployment", "LocalStack", "LocalStackError", "free_port"]

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -47,6 +46,7 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from dropship.local._patching import Patches
+from dropship.local.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,6 @@ def log_tail(path: Path, limit: int = FAILURE_REASON_TAIL) -> str:
     text = _CONTROL.sub("", _ANSI.sub("", raw))
     lines = [line.rstrip() for line in text.splitlines() if line.strip()]
     return "\n".join(lines)[-limit:]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _epoch_ms(value: datetime | None) -> int:
@@ -315,7 +309,7 @@ class EndpointHost:
         server = _Server(config_name, variant_name, model_dir, base / "container.log")
         if data_url:
             _unpack(_read_s3(backend.account_id, data_url), model_dir, data_url)
-        server.port = _free_port()
+        server.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "SM_", "SAGEMAKER_"))}
         env.update(environment)
         env.update(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -59,13 +58,6 @@ def _make_server(host: str, port: int) -> Any:
                 self._server_ready_event.set()
 
     return _Server(ip_address=host, port=port, verbose=False)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on ``host``."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalStack:
