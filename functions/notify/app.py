@@ -21,7 +21,7 @@ class Env(settings.Settings):
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
     env = settings.load(Env)
     request = NotifyInput.model_validate(event)
-    failure = steps.announce(
+    detail = steps.announce(
         ReleaseTable(client("dynamodb"), env.table_name),
         Notifier(client("events"), env.event_bus_name),
         request.outcome or "Failed",
@@ -30,4 +30,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any] | None:
         request.started_at,
     )
     metrics.add_metric(name=f"Release{request.outcome}", unit=MetricUnit.Count, value=1)
-    return failure.model_dump(mode="json") if failure else None
+    if detail.duration_s is not None:
+        metrics.add_metric(name="ReleaseDuration", unit=MetricUnit.Seconds, value=detail.duration_s)
+    # Announce Failure's result is the failure ({code, message}) the execution ends with.
+    return detail.error.model_dump(mode="json") if detail.error else None

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dropship.manifest import ServerlessConfig, SmokeSample
+from dropship.notify import ErrorDetail
 
 
 def utc_now() -> datetime:
@@ -102,11 +103,6 @@ class StateError(BaseModel):
     cause: str = Field("", alias="Cause")
 
 
-class Failure(_Data):
-    code: str
-    message: str
-
-
 class ExecutionState(BaseModel):
     """The whole execution state, as the clean-up and notify tasks receive it (``Payload.$: "$"``)."""
 
@@ -115,7 +111,7 @@ class ExecutionState(BaseModel):
     release: Release | None = None
     error: StateError | None = None
     smoke: SmokeReport | None = None
-    failure: Failure | None = None
+    failure: ErrorDetail | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
 

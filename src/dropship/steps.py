@@ -16,7 +16,7 @@ from dropship.errors import AliasConflictError, SmokeTestFailedError, code_for
 from dropship.history import ReleaseTable, parse_stamp, stamp
 from dropship.names import guess_model_version
 from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
-from dropship.release import ExecutionState, Failure, LockResult, Release, SmokeReport, iso, utc_now
+from dropship.release import ExecutionState, LockResult, Release, SmokeReport, iso, utc_now
 from dropship.smoke import describe_failures
 from dropship.smoke import run as run_smoke_test
 
@@ -122,10 +122,10 @@ def retire(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, relea
 # -- failure: clean up and say why -----------------------------------------------------------------
 
 
-def failure_of(state: ExecutionState) -> Failure:
+def failure_of(state: ExecutionState) -> ErrorDetail:
     """The contract code and a human message from the error Step Functions caught."""
     if state.error is None:
-        return Failure(code="InternalError", message="the release failed without an error (this is a bug)")
+        return ErrorDetail(code="InternalError", message="the release failed without an error (this is a bug)")
     code = code_for(state.error.error)
     message = state.error.cause
     try:
@@ -136,7 +136,7 @@ def failure_of(state: ExecutionState) -> Failure:
         pass
     if code == "InternalError" and not state.error.error.endswith("Error"):
         message = f"{state.error.error}: {message}" if message else state.error.error
-    return Failure(code=code, message=message or state.error.error)
+    return ErrorDetail(code=code, message=message or state.error.error)
 
 
 def clean_up(table: ReleaseTable, endpoints: Endpoints, s3: Any, state: ExecutionState) -> dict[str, Any]:
@@ -171,14 +171,13 @@ def announce(
     state: ExecutionState,
     execution_arn: str,
     started_at: datetime,
-) -> Failure | None:
-    """Record the outcome in the history table and put the matching event. Returns the failure, if any."""
+) -> ReleaseEventDetail:
+    """Record the outcome in the history table and put the matching event; returns the event's detail."""
     release = state.release
     if release is not None:
         model, version = release.model, release.version
     else:
         model, version = guess_model_version(str((state.detail.get("object") or {}).get("key", "")))
-    duration = round((utc_now() - started_at).total_seconds(), 3)
     detail = ReleaseEventDetail(
         model=model or "(unknown)",
         version=version or "(unknown)",
@@ -195,41 +194,31 @@ def announce(
             uploaded_at=stamp(release.uploaded_at),
             key=release.key,
         )
-    failure = None
     if outcome == "Started":
         table.put_release(detail.model, started_at, execution_arn, outcome="RUNNING", **record)
         table.enter_stage(detail.model, started_at, execution_arn, "Started")
         notifier.put("Release Started", detail)
-        return None
+        return detail
+
+    duration = round((utc_now() - started_at).total_seconds(), 3)
+    record.update(finished_at=iso(utc_now()), duration_s=duration)
     if outcome == "Succeeded":
-        table.put_release(
-            detail.model,
-            started_at,
-            execution_arn,
-            outcome="SUCCEEDED",
-            finished_at=iso(utc_now()),
-            duration_s=duration,
-            **record,
-        )
-        notifier.put("Release Succeeded", detail.model_copy(update={"duration_s": duration}))
-        return None
+        table.put_release(detail.model, started_at, execution_arn, outcome="SUCCEEDED", **record)
+        detail = detail.model_copy(update={"duration_s": duration})
+        notifier.put("Release Succeeded", detail)
+        return detail
+
     failure = failure_of(state)
     table.put_release(
         detail.model,
         started_at,
         execution_arn,
         outcome="FAILED",
-        finished_at=iso(utc_now()),
-        duration_s=duration,
         error_code=failure.code,
         error_message=failure.message,
         **record,
     )
     table.enter_stage(detail.model, started_at, execution_arn, f"Failed: {failure.code}")
-    notifier.put(
-        "Release Failed",
-        detail.model_copy(
-            update={"duration_s": duration, "error": ErrorDetail(code=failure.code, message=failure.message)}
-        ),
-    )
-    return failure
+    detail = detail.model_copy(update={"duration_s": duration, "error": failure})
+    notifier.put("Release Failed", detail)
+    return detail
