@@ -1,0 +1,112 @@
+"""SageMaker creates that survive Lambda retries, and transient AWS failures made retryable by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from dropship.aws import transient_as_retryable
+from dropship.endpoints import Endpoints
+from dropship.errors import EndpointFailedError, EndpointTimeoutError, TransientAwsError
+from dropship.release import Deployment, Release
+
+ARN = "arn:aws:states:us-east-1:123456789012:execution:dropship-Release:abc"
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+
+
+def release(**changes: object) -> Release:
+    now = datetime.now(UTC)
+    base = dict(
+        model="churn", version="3", alias="live", execution_arn=ARN, bucket="b", key="models/churn/3/model.tar.gz",
+        uploaded_at=now, started_at=now, sha256="a" * 64, compressed_bytes=1, uncompressed_bytes=1,
+        artifact_key="released/churn/" + "a" * 64 + "/model.tar.gz", artifact_created=True,
+        resource_name="churn-3-12345678", smoke_test=[], retain=1, poll_interval_s=1, endpoint_timeout_s=60,
+        lock_timeout_s=60, deployment=Deployment(image_uri="img:1", instance_type="ml.m5.large",
+                                                 initial_instance_count=1, tags={"team": "risk"}),
+    )  # fmt: skip
+    return Release.model_validate({**base, **changes})
+
+
+@mock_aws
+def test_a_retried_create_finds_its_own_resources() -> None:
+    # Given a release whose model, config and endpoint were created by a first attempt
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    endpoints, ours = Endpoints(sagemaker), release()
+    for _ in range(2):  # When every create runs again (a Lambda retry)
+        endpoints.create_model(ours, ROLE)
+        endpoints.create_endpoint_config(ours)
+        endpoints.create_endpoint(ours)
+    # Then each exists once, tagged with the stack and the release
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["churn-3-12345678"]
+    assert [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]] == ["churn-3-12345678"]
+    arn = sagemaker.describe_model(ModelName="churn-3-12345678")["ModelArn"]
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+    assert tags == {"team": "risk", "dropship:stack": "dropship", "dropship:model": "churn",
+                    "dropship:version": "3", "dropship:execution": "abc"}  # fmt: skip
+    # And deleting them twice is fine: the second time nothing is left to delete
+    assert endpoints.delete("churn-3-12345678") == ["endpoint", "endpoint-config", "model"]
+    assert endpoints.delete("churn-3-12345678") == []
+
+
+def stubbed_status(status: str, created: datetime, reason: str | None = None) -> Endpoints:
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(sagemaker)
+    response = {
+        "EndpointName": "churn-3-12345678",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/churn-3-12345678",
+        "EndpointStatus": status,
+        "CreationTime": created,
+        "LastModifiedTime": created,
+        **({"FailureReason": reason} if reason else {}),
+    }
+    stubber.add_response("describe_endpoint", response, {"EndpointName": "churn-3-12345678"})
+    stubber.activate()
+    return Endpoints(sagemaker)
+
+
+def test_creating_within_the_timeout_keeps_waiting() -> None:
+    now = datetime.now(UTC)
+    assert stubbed_status("Creating", now - timedelta(seconds=30)).check_endpoint(release(), now).status == "Creating"
+
+
+def test_waiting_past_the_timeout_is_endpoint_timeout() -> None:
+    now = datetime.now(UTC)
+    with pytest.raises(EndpointTimeoutError, match=r"still Creating after 61 s \(EndpointTimeoutSeconds is 60\)"):
+        stubbed_status("Creating", now - timedelta(seconds=61)).check_endpoint(release(), now)
+
+
+def test_failed_is_endpoint_failed_with_sagemakers_reason() -> None:
+    endpoints = stubbed_status("Failed", datetime.now(UTC), "The primary container did not pass the ping health check.")
+    with pytest.raises(EndpointFailedError, match="did not pass the ping health check"):
+        endpoints.check_endpoint(release())
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        client_error("ThrottlingException", 400),
+        client_error("ProvisionedThroughputExceededException", 400),
+        client_error("ServiceUnavailable", 503),
+        client_error("Whatever", 500),
+        EndpointConnectionError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com"),
+    ],
+)
+def test_transient_failures_become_retryable_by_name(error: Exception) -> None:
+    with pytest.raises(TransientAwsError), transient_as_retryable():
+        raise error
+
+
+def test_other_failures_pass_through_unchanged() -> None:
+    refusal = client_error("AccessDeniedException", 400)
+    with pytest.raises(ClientError) as raised, transient_as_retryable():
+        raise refusal
+    assert raised.value is refusal
