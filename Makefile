@@ -35,6 +35,8 @@ lint: install $(SAM)
 	$(BIN)/mypy src/dropship container/dropship_serve
 	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 	$(SAM) validate --lint
+	@$(SAM) build --no-cached > .sam-build.log 2>&1 || (cat .sam-build.log; false)
+	@echo "sam build: ok (.aws-sam/build)"
 
 test: lint
 	$(BIN)/pytest
