@@ -114,27 +114,32 @@ class Endpoints:
             )
         return EndpointState(status=status, failure_reason=described.get("FailureReason"))
 
-    def delete(self, name: str) -> list[str]:
-        """Delete the endpoint, endpoint config and model named ``name``; returns what existed."""
-        deleted = []
-        for kind, call, param in (
-            ("endpoint", self.client.delete_endpoint, "EndpointName"),
-            ("endpoint-config", self.client.delete_endpoint_config, "EndpointConfigName"),
-            ("model", self.client.delete_model, "ModelName"),
+    def delete(self, name: str) -> tuple[list[str], list[str]]:
+        """Delete the endpoint, endpoint config and model named ``name``, each on its own.
+
+        Returns what was deleted and what could not be (with the reason). Only what exists is deleted:
+        the delete permissions are limited to resources tagged with the stack, which an absent resource
+        cannot show.
+        """
+        deleted: list[str] = []
+        failed: list[str] = []
+        for kind, describe, delete, param in (
+            ("endpoint", self.client.describe_endpoint, self.client.delete_endpoint, "EndpointName"),
+            (
+                "endpoint-config",
+                self.client.describe_endpoint_config,
+                self.client.delete_endpoint_config,
+                "EndpointConfigName",
+            ),
+            ("model", self.client.describe_model, self.client.delete_model, "ModelName"),
         ):
             try:
-                call(**{param: name})
+                describe(**{param: name})
+                delete(**{param: name})
                 deleted.append(kind)
             except ClientError as exc:
                 if not _not_found(exc):
-                    raise
-        return deleted
-
-    def endpoint_exists(self, name: str) -> bool:
-        try:
-            self.client.describe_endpoint(EndpointName=name)
-            return True
-        except ClientError as exc:
-            if _not_found(exc):
-                return False
-            raise
+                    failed.append(
+                        f"{kind} {name}: {error_code(exc)} {exc.response.get('Error', {}).get('Message', '')}"
+                    )
+        return deleted, failed

@@ -91,6 +91,7 @@ class SmokeResult(_Data):
 
 class SmokeReport(_Data):
     passed: bool
+    summary: str
     results: list[SmokeResult]
 
 
@@ -112,6 +113,7 @@ class ExecutionState(BaseModel):
     error: StateError | None = None
     smoke: SmokeReport | None = None
     failure: ErrorDetail | None = None
+    cleanup_error: StateError | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
 
 

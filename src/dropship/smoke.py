@@ -83,10 +83,12 @@ def run(runtime: Any, endpoint_name: str, samples: list[SmokeSample]) -> SmokeRe
     for index, sample in enumerate(samples):
         status, body, latency_ms = invoke(runtime, endpoint_name, sample)
         results.append(evaluate(index, sample, status, body, latency_ms))
-    return SmokeReport(passed=all(r.passed for r in results), results=results)
+    passed = all(r.passed for r in results)
+    summary = f"all {len(results)} smoke-test samples passed" if passed else describe_failures(results)
+    return SmokeReport(passed=passed, summary=f"endpoint {endpoint_name}: {summary}", results=results)
 
 
-def describe_failures(report: SmokeReport) -> str:
-    failed = [r for r in report.results if not r.passed]
+def describe_failures(results: list[SmokeResult]) -> str:
+    failed = [r for r in results if not r.passed]
     parts = [f"sample {r.sample}: {'; '.join(r.problems)}" for r in failed]
-    return f"{len(failed)} of {len(report.results)} smoke-test samples failed: " + " | ".join(parts)
+    return f"{len(failed)} of {len(results)} smoke-test samples failed: " + " | ".join(parts)

@@ -12,12 +12,11 @@ from typing import Any
 
 from dropship.alias import AliasRecord, AliasStore
 from dropship.endpoints import Endpoints
-from dropship.errors import AliasConflictError, SmokeTestFailedError, code_for
+from dropship.errors import AliasConflictError, InternalError, code_for
 from dropship.history import ReleaseTable, parse_stamp, stamp
 from dropship.names import guess_model_version
 from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
 from dropship.release import ExecutionState, LockResult, Release, SmokeReport, iso, utc_now
-from dropship.smoke import describe_failures
 from dropship.smoke import run as run_smoke_test
 
 LOCK_LEASE_MARGIN_S = 1800
@@ -62,13 +61,12 @@ def release_lock(table: ReleaseTable, release: Release) -> LockResult:
 
 
 def smoke_test(runtime: Any, release: Release) -> SmokeReport:
-    report = run_smoke_test(runtime, release.endpoint_name, release.smoke_test)
-    if not report.passed:
-        raise SmokeTestFailedError(f"endpoint {release.endpoint_name}: {describe_failures(report)}")
-    return report
+    """Send every sample; the report says whether they passed (the state machine fails the release if not)."""
+    return run_smoke_test(runtime, release.endpoint_name, release.smoke_test)
 
 
 def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release, smoke: SmokeReport) -> AliasRecord:
+    """Move the alias to this release. Writing the alias is the last thing done: nothing can fail after it."""
     if not table.advance_alias_watermark(release.model, release.alias, stamp(release.uploaded_at), release.version):
         ensure_not_superseded(table, release)  # raises with the details
         raise AliasConflictError(f"a newer upload of {release.model} is live on alias {release.alias!r}")
@@ -80,7 +78,6 @@ def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release, smo
         released_at=iso(utc_now()),
         execution_arn=release.execution_arn,
     )
-    aliases.put(release.alias, record)
     table.put_release(
         release.model,
         release.started_at,
@@ -90,6 +87,7 @@ def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release, smo
         smoke=[result.model_dump(mode="json") for result in smoke.results],
     )
     table.enter_stage(release.model, release.started_at, release.execution_arn, "Live")
+    aliases.put(release.alias, record)
     return record
 
 
@@ -111,7 +109,9 @@ def retire(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, relea
         if kept < release.retain:
             kept += 1
             continue
-        endpoints.delete(name)
+        _, failed = endpoints.delete(name)
+        if failed:
+            raise InternalError(f"could not retire {name}: {'; '.join(failed)}")
         table.put_release(
             release.model, parse_stamp(item["started_at"]), item["execution_arn"], endpoint_state="retired"
         )
@@ -139,26 +139,31 @@ def failure_of(state: ExecutionState) -> ErrorDetail:
     return ErrorDetail(code=code, message=message or state.error.error)
 
 
-def clean_up(table: ReleaseTable, endpoints: Endpoints, s3: Any, state: ExecutionState) -> dict[str, Any]:
-    """Undo exactly what this execution created and give back the lock. Safe to run more than once."""
+def clean_up(table: ReleaseTable, endpoints: Endpoints, aliases: AliasStore, state: ExecutionState) -> ErrorDetail:
+    """Undo exactly what this execution created and give back the lock; returns the failure to end with.
+
+    Every resource is tried even when one cannot be deleted, the lock is always released, and what is
+    left behind is added to the failure's message. An endpoint an alias already serves is never deleted.
+    """
+    failure = failure_of(state)
     release = state.release
     if release is None:
-        return {"deleted": [], "lock_released": False}
-    deleted = [f"{kind}/{release.resource_name}" for kind in endpoints.delete(release.resource_name)]
-    if release.artifact_created and not _artifact_in_use(table, release):
-        s3.delete_object(Bucket=release.bucket, Key=release.artifact_key)
-        deleted.append(f"s3://{release.bucket}/{release.artifact_key}")
-    lock_released = table.release_lock(release.model, release.execution_arn)
-    return {"deleted": deleted, "lock_released": lock_released}
-
-
-def _artifact_in_use(table: ReleaseTable, release: Release) -> bool:
-    return any(
-        item.get("sha256") == release.sha256
-        and item.get("execution_arn") != release.execution_arn
-        and item.get("outcome") in ("RUNNING", "SUCCEEDED")
-        for item in table.releases(release.model)
-    )
+        return failure
+    problems: list[str] = []
+    try:
+        current = aliases.get(release.model, release.alias)
+        if current is not None and current.execution_arn == release.execution_arn:
+            problems.append(f"alias {release.alias!r} already serves {release.endpoint_name}, so it was kept")
+        else:
+            deleted, problems = endpoints.delete(release.resource_name)
+            if deleted:
+                table.put_release(release.model, release.started_at, release.execution_arn, endpoint_state="deleted")
+    finally:
+        table.release_lock(release.model, release.execution_arn)
+    if problems:
+        message = f"{failure.message} (clean-up: {'; '.join(problems)})"
+        failure = failure.model_copy(update={"message": message})
+    return failure
 
 
 # -- notifications and history ---------------------------------------------------------------------
@@ -208,7 +213,12 @@ def announce(
         notifier.put("Release Succeeded", detail)
         return detail
 
-    failure = failure_of(state)
+    failure = state.failure or failure_of(state)
+    if state.cleanup_error is not None:
+        message = f"{failure.message} (clean-up failed, resources may be left: {state.cleanup_error.cause})"
+        failure = failure.model_copy(update={"message": message})
+    if state.smoke is not None:
+        record["smoke"] = [result.model_dump(mode="json") for result in state.smoke.results]
     table.put_release(
         detail.model,
         started_at,

@@ -26,7 +26,8 @@ from dropship.manifest import Manifest, SmokeSample, parse_manifest
 from dropship.names import parse_drop_key, released_key, resource_name
 from dropship.release import Deployment, Release
 
-MANIFEST_MAX_BYTES = 1024 * 1024
+# Keeps the execution state (which carries the manifest's samples) far below Step Functions' 256 KiB.
+MANIFEST_MAX_BYTES = 32 * 1024
 
 
 class ReleaseDefaults(BaseModel):
@@ -190,5 +191,5 @@ def _copy_if_absent(s3: Any, bucket: str, key: str, version_id: str | None, targ
         if error_code(exc) not in ("404", "NoSuchKey"):
             raise
     source = {"Bucket": bucket, "Key": key, **_version_args(version_id)}
-    s3.copy(source, bucket, target)  # managed copy: multipart above 5 GB
+    s3.copy(source, bucket, target)  # managed copy: multipart for large objects (CopyObject stops at 5 GB)
     return True

@@ -220,21 +220,6 @@ def test_a_failed_release_prints_its_error_and_cause(aws: Account, cli: Any, mod
     assert "Clean Up" in result.out
 
 
-def test_a_failed_notification_shows_the_task_failure_behind_it(
-    aws: Account, cli: Any, model_dir: Path, use_fake: Any
-) -> None:
-    # Given a release whose Announce Failure task itself failed
-    states = ["Validate Artifact", "Clean Up", "Announce Failure", "Notification Failed"]
-    generic = "The Release Succeeded or Release Failed notification could not be recorded or put."
-    use_fake(FakeStepFunctions(aws, states, status="FAILED", error="InternalError", cause=generic))
-    # When it is released with --wait, Then the failure names the task error behind the generic cause
-    result = release_wait(cli, model_dir)
-    assert result.code == 1
-    assert result.err.strip() == (
-        f"Release Failed: InternalError: {generic} (last task failure: TypeError: Float types are not supported.)"
-    )
-
-
 def test_a_duplicate_event_is_reported_and_succeeds(aws: Account, cli: Any, model_dir: Path, use_fake: Any) -> None:
     use_fake(FakeStepFunctions(aws, ["Validate Artifact", "Is Duplicate?", "Ignore Duplicate Event"]))
     result = release_wait(cli, model_dir)

@@ -60,8 +60,9 @@ def test_a_dropped_model_becomes_a_tested_endpoint_behind_the_alias(stack: Harne
     # Then the release succeeds through every state, in order
     assert outcome.status == "SUCCEEDED", outcome.cause
     assert outcome.states[: len(HAPPY_PATH)] == HAPPY_PATH
-    assert outcome.states[-6:] == [
+    assert outcome.states[-7:] == [
         "Smoke Test",
+        "Smoke Test Passed?",
         "Update Alias",
         "Retire Old Releases",
         "Release Lock",
@@ -147,6 +148,10 @@ def test_a_failed_release_cleans_up_and_says_why(
     # And the failure is recorded and announced with the same code and message
     (record,) = stack.releases(model)
     assert record["outcome"] == "FAILED" and record["error_code"] == code
+    if code == "SmokeTestFailed":  # the smoke results of a failed attempt are kept too
+        assert [result["passed"] for result in record["smoke"]] == [False]
+    if code in ("EndpointFailed", "EndpointTimeout", "SmokeTestFailed"):
+        assert record["endpoint_state"] == "deleted"
     failed = stack.release_events(model)[-1]
     assert failed["detail-type"] == "Release Failed"
     assert failed["detail"]["error"] == {"code": code, "message": outcome.cause}

@@ -49,8 +49,8 @@ def test_a_retried_create_finds_its_own_resources() -> None:
     assert tags == {"team": "risk", "dropship:stack": "dropship", "dropship:model": "churn",
                     "dropship:version": "3", "dropship:execution": "abc"}  # fmt: skip
     # And deleting them twice is fine: the second time nothing is left to delete
-    assert endpoints.delete("churn-3-12345678") == ["endpoint", "endpoint-config", "model"]
-    assert endpoints.delete("churn-3-12345678") == []
+    assert endpoints.delete("churn-3-12345678") == (["endpoint", "endpoint-config", "model"], [])
+    assert endpoints.delete("churn-3-12345678") == ([], [])
 
 
 def stubbed_status(status: str, created: datetime, reason: str | None = None) -> Endpoints:

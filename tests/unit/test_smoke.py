@@ -1,7 +1,6 @@
 import json
 
 from dropship.manifest import SmokeSample
-from dropship.release import SmokeReport
 from dropship.smoke import describe_failures, evaluate
 
 
@@ -53,8 +52,5 @@ def test_latency_budget() -> None:
 
 
 def test_failures_are_described_for_people() -> None:
-    report = SmokeReport(
-        passed=False,
-        results=[evaluate(0, sample(), 200, b"1", 1.0), evaluate(1, sample(), 404, json.dumps("x").encode(), 1.0)],
-    )
-    assert describe_failures(report).startswith("1 of 2 smoke-test samples failed: sample 1: status 404")
+    results = [evaluate(0, sample(), 200, b"1", 1.0), evaluate(1, sample(), 404, json.dumps("x").encode(), 1.0)]
+    assert describe_failures(results).startswith("1 of 2 smoke-test samples failed: sample 1: status 404")

@@ -137,6 +137,22 @@ def test_outputs_are_the_contracts(template: dict[str, Any]) -> None:
     }
 
 
+def test_the_cli_names_real_states_and_outputs(template: dict[str, Any], asl: dict[str, Any]) -> None:
+    from dropship.cli.release import DUPLICATE_STATE
+    from dropship.cli.stack import OUTPUT_NAMES
+
+    assert DUPLICATE_STATE in asl["States"]
+    assert set(OUTPUT_NAMES) == set(template["Outputs"])
+
+
+def test_pass_states_fail_with_real_error_classes(asl: dict[str, Any]) -> None:
+    # A Pass state that writes $.error stands in for a failed task: its Error must be a real exception name.
+    for name, state in asl["States"].items():
+        if state["Type"] == "Pass" and state.get("ResultPath") == "$.error":
+            assert isinstance(getattr(errors, state["Parameters"]["Error"], None), type), name
+            assert state["Next"] == "Clean Up"
+
+
 def test_the_rule_fires_only_on_drop_keys(template: dict[str, Any]) -> None:
     pattern = state_machine(template)["Events"]["ModelDropped"]["Properties"]["Pattern"]
     assert pattern["detail"]["object"]["key"] == [{"wildcard": "models/*/model.tar.gz"}]

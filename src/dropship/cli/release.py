@@ -26,7 +26,6 @@ POLL_S = 1.0
 CLOCK_SKEW_S = 300
 DUPLICATE_STATE = "Ignore Duplicate Event"
 MAX_HISTORY_PAGES = 50
-NOTIFICATION_FAILED_STATE = "Notification Failed"
 _STATUS_ERRORS = {"TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"}
 
 
@@ -188,11 +187,7 @@ class ExecutionWatcher:
             on_progress(state or "Starting", max(0.0, elapsed))
             status = execution["status"]
             if status != "RUNNING":
-                cause = execution.get("cause")
-                if state == NOTIFICATION_FAILED_STATE:
-                    underlying = self.underlying_failure(arn)
-                    cause = f"{cause} (last task failure: {underlying})" if underlying else cause
-                return Outcome(status, state, execution.get("error"), cause)
+                return Outcome(status, state, execution.get("error"), execution.get("cause"))
             if self.clock() >= deadline:
                 raise CliError(
                     f"gave up waiting after {timeout_s:.0f} s; the release is still running "
@@ -204,23 +199,6 @@ class ExecutionWatcher:
         """The name of the state entered last (by event id), reading the history newest first."""
         entered = self._latest(arn, lambda event: event.get("type", "").endswith("StateEntered"))
         return str(entered["stateEnteredEventDetails"]["name"]) if entered else None
-
-    def underlying_failure(self, arn: str) -> str | None:
-        """``Error: message`` of the last failed task, for failures whose own cause is generic."""
-        failed = self._latest(
-            arn, lambda event: event.get("type", "").endswith("Failed") and "Execution" not in event["type"]
-        )
-        if failed is None:
-            return None
-        details: dict[str, Any] = next((v for k, v in failed.items() if k.endswith("EventDetails")), {})
-        cause = str(details.get("cause", ""))
-        try:
-            parsed = json.loads(cause)
-            if isinstance(parsed, dict) and "errorMessage" in parsed:
-                cause = str(parsed["errorMessage"])
-        except ValueError:
-            pass
-        return f"{details.get('error', 'Error')}: {cause}" if details else None
 
     def _latest(self, arn: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         # Asks for newest first, but does not rely on it (some emulators ignore reverseOrder).
