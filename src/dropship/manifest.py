@@ -141,7 +141,7 @@ class Manifest(_Strict):
 
 
 def _matches(pattern: str, value: str) -> bool:
-    return re.match(pattern, value) is not None
+    return re.fullmatch(pattern, value) is not None
 
 
 def parse_manifest(raw: bytes | str | None) -> Manifest:

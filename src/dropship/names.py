@@ -38,7 +38,7 @@ class DropKey:
 
 
 def check_model_name(model: str) -> str:
-    if len(model) > MODEL_MAX_LENGTH or not _MODEL_RE.match(model):
+    if len(model) > MODEL_MAX_LENGTH or not _MODEL_RE.fullmatch(model):
         raise InvalidKeyError(
             f"model name {model!r} is not allowed: use 1-32 lowercase letters, digits and single hyphens, "
             "starting with a letter and ending with a letter or digit (e.g. 'churn', 'fraud-v2')"
@@ -47,7 +47,7 @@ def check_model_name(model: str) -> str:
 
 
 def check_version(version: str) -> str:
-    if not _VERSION_RE.match(version):
+    if not _VERSION_RE.fullmatch(version):
         raise InvalidKeyError(
             f"version {version!r} is not allowed: use 1-20 letters, digits, '.' and '-' "
             "(e.g. '3', '1.4.0', '2026-11-25')"

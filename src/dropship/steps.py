@@ -83,6 +83,7 @@ def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release, smo
         release.started_at,
         release.execution_arn,
         released_at=record.released_at,
+        live_at=stamp(utc_now()),  # finer than released_at: orders rollbacks within one second
         endpoint_state="active",
         smoke=[result.model_dump(mode="json") for result in smoke.results],
     )
@@ -99,7 +100,7 @@ def retire(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, relea
         for item in table.releases(release.model)
         if item.get("endpoint_state") == "active" and item.get("alias") == release.alias
     ]
-    live.sort(key=lambda item: item.get("released_at", ""), reverse=True)
+    live.sort(key=lambda item: item.get("live_at") or item.get("released_at", ""), reverse=True)
     kept = 0
     retired = []
     for item in live:

@@ -77,16 +77,14 @@ def test_rollback_to_a_named_version(aws: Account, cli: Any, churn: dict[str, di
     assert [event["detail"]["version"] for event in aws.events()] == ["4"]
 
 
-def test_rolling_back_past_the_oldest_retained_release_is_an_error(
-    aws: Account, cli: Any, churn: dict[str, dict[str, Any]]
-) -> None:
-    # Given the alias is already on 3, the oldest retained release
+def test_rolling_back_twice_undoes_the_rollback(aws: Account, cli: Any, churn: dict[str, dict[str, Any]]) -> None:
+    # Given the alias was rolled back from 4 to 3
     assert cli("rollback", "churn").code == 0
     aws.events()
-    # When it is rolled back again, Then there is nothing before it, and nothing moved
-    cli("rollback", "churn").assert_error("nothing to roll back to", "before version 3", "newer retained versions: 4")
-    assert live(aws).version == "3"
-    assert aws.events() == []
+    # When it is rolled back again, Then it returns to 4, the release that was live before (like an undo)
+    assert cli("rollback", "churn").code == 0
+    assert live(aws).version == "4"
+    assert [e["detail-type"] for e in aws.events()] == ["Release Rolled Back"]
 
 
 @pytest.mark.parametrize(

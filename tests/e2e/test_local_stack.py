@@ -86,8 +86,13 @@ def test_failed_smoke_test_keeps_the_alias_then_rollback_and_retention(
             "release", folder, "--model", "e2e-roll", "--version", version, "--manifest", manifest, "--wait"
         ).code
 
-    # Given versions 1 and 2 released
-    assert release("1", passes) == 0 and release("2", passes) == 0
+    # Given version 1 released, with nothing before it to roll back to (a one-line error, non-zero exit)
+    assert release("1", passes) == 0
+    nothing = local_stack.cli("rollback", "e2e-roll")
+    assert nothing.code != 0 and len(nothing.stderr.strip().splitlines()) == 1
+    assert "nothing to roll back to" in nothing.stderr
+    # And version 2 released after it
+    assert release("2", passes) == 0
 
     # When version 3 fails its smoke test
     failed = local_stack.cli("release", folder, "--model", "e2e-roll", "--version", "3", "--manifest", fails, "--wait")
@@ -113,6 +118,13 @@ def test_failed_smoke_test_keeps_the_alias_then_rollback_and_retention(
     kinds = [e["detail-type"] for e in local_stack.harness.release_events("e2e-roll")]
     assert kinds[-1] == "Release Rolled Back"
 
-    # And there is nothing further back to roll to: a one-line error, non-zero exit
+    # And rolling back again undoes it: version 4 is live again
     again = local_stack.cli("rollback", "e2e-roll")
-    assert again.code != 0 and len(again.stderr.strip().splitlines()) == 1
+    assert again.code == 0, again.stderr
+    assert local_stack.harness.alias("e2e-roll")["version"] == "4"  # type: ignore[index]
+
+    # And after a rollback, the release that was live is what retention keeps
+    assert local_stack.cli("rollback", "e2e-roll", "--to", "2").code == 0
+    assert release("5", passes) == 0
+    kept = {r["version"] for r in local_stack.harness.releases("e2e-roll") if r.get("endpoint_state") == "active"}
+    assert kept == {"2", "5"}, local_stack.harness.releases("e2e-roll")

@@ -52,6 +52,7 @@ def test_full_manifest_parses() -> None:
         (b'{"smoke_test": [{"body_base64": "***"}]}', "not valid base64"),
         (b'{"smoke_test": [{"body": "a", "expect": {"contains": "a", "json_equals": 1}}]}', "at most one"),
         (b'{"environment": {"1BAD": "x"}}', "environment variable name"),
+        (b'{"environment": {"OK\\n": "x"}}', "environment variable name"),
         (b'{"tags": {"aws:owner": "x"}}', "reserved"),
         (b'{"tags": {"dropship:stack": "x"}}', "reserved"),
     ],

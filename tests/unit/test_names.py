@@ -38,6 +38,8 @@ def test_good_drop_keys_parse(key: str, model: str, version: str) -> None:
         ("models/churn/1_0/model.tar.gz", "version"),
         ("models/churn//model.tar.gz", "version"),
         ("models/churn/3/extra/model.tar.gz", "exactly"),
+        ("models/churn\n/3/model.tar.gz", "model name"),
+        ("models/churn/3\n/model.tar.gz", "version"),
         ("models/churn/model.tar.gz", "exactly"),
     ],
 )

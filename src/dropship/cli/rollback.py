@@ -14,6 +14,7 @@ from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.cli.report import unknown_model
 from dropship.cli.stack import Stack
+from dropship.history import parse_stamp, stamp
 from dropship.names import check_model_name
 from dropship.notify import ReleaseEventDetail
 from dropship.release import iso, utc_now
@@ -25,19 +26,18 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
     model, alias = check_model_name(args.model), args.alias
     stack = stack_factory()
     table, aliases = stack.table(), stack.aliases()
-    releases = table.releases(model)
-    current = aliases.get(model, alias)
-    if current is None:
-        if not releases and not aliases.all_for(model):
-            raise unknown_model(stack, model)
-        raise CliError(f"{model} has no alias {alias!r}: nothing to roll back")
-    target = choose_target(model, alias, current, releases, args.to)
-
     holder = f"dropship-cli-rollback:{uuid.uuid4()}"
     other = table.acquire_lock(model, holder, ROLLBACK_LOCK_LEASE_S)
     if other is not None:
         raise CliError(f"a release of {model} is in progress ({other}): roll back once it has finished")
-    try:
+    try:  # read the alias and the history under the lock, so no release can move the alias meanwhile
+        releases = table.releases(model)
+        current = aliases.get(model, alias)
+        if current is None:
+            if not releases and not aliases.all_for(model):
+                raise unknown_model(stack, model)
+            raise CliError(f"{model} has no alias {alias!r}: nothing to roll back")
+        target = choose_target(model, alias, current, releases, args.to)
         check_in_service(stack.client("sagemaker"), target)
         record = AliasRecord(
             model=model,
@@ -48,6 +48,8 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
             execution_arn=str(target["execution_arn"]),
         )
         aliases.put(alias, record)
+        # It is live again from now: retention keeps it, and the next rollback goes back to the current one.
+        table.put_release(model, parse_stamp(str(target["started_at"])), record.execution_arn, live_at=stamp(utc_now()))
     finally:
         table.release_lock(model, holder)
     stack.notifier().put(
@@ -95,10 +97,7 @@ def choose_target(
             f"version {version} of {model} has no running endpoint (retired or failed); retained versions: {listing}"
         )
     current_item = next((item for item in releases if item.get("execution_arn") == current.execution_arn), None)
-    current_at = (
-        str((current_item or {}).get("released_at") or current.released_at),
-        str((current_item or {}).get("started_at", "")),
-    )
+    current_at = _released_order(current_item) if current_item else (current.released_at, "")
     older = [item for item in candidates if _released_order(item) < current_at]
     if not older:
         newer = ", ".join(_unique(str(item["version"]) for item in candidates))
@@ -126,7 +125,8 @@ def check_in_service(sagemaker: Any, target: dict[str, Any]) -> None:
 
 
 def _released_order(item: dict[str, Any]) -> tuple[str, str]:
-    return str(item.get("released_at", "")), str(item.get("started_at", ""))
+    """When a release last became live on its alias (released, or rolled back to)."""
+    return str(item.get("live_at") or item.get("released_at", "")), str(item.get("started_at", ""))
 
 
 def _listing(retained: list[dict[str, Any]], current: AliasRecord) -> str:
