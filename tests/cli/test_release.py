@@ -165,3 +165,16 @@ def test_global_options_work_after_the_command(aws: Account, cli: Any, model_dir
     result = cli("release", str(model_dir), "--model", "iris", "--version", "1", "--stack-name", "other")
     result.assert_error("stack 'other' not found in us-east-1", "sam deploy --guided", "dropship local up")
     assert objects(aws) == []
+
+
+def test_a_release_without_a_manifest_removes_one_an_earlier_upload_left(
+    aws: Account, cli: Any, model_dir: Path, manifest: Path
+) -> None:
+    # Given version 1 was uploaded once with a manifest
+    assert cli("release", str(model_dir), "--model", "iris", "--version", "1", "--manifest", str(manifest)).code == 0
+    # When it is uploaded again without one
+    result = cli("release", str(model_dir), "--model", "iris", "--version", "1")
+    # Then the old manifest is gone, so the release uses the stack's defaults, and the user is told
+    assert result.code == 0, result.err
+    assert objects(aws) == ["models/iris/1/model.tar.gz"]
+    assert "Removed the release.json an earlier upload left" in result.out

@@ -54,6 +54,13 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("--region", default=default, help="AWS region (default: your AWS configuration)")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dropship",
@@ -92,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = commands.add_parser("history", parents=[common], help="every release attempt of a model, newest first")
     history.add_argument("model", metavar="MODEL")
-    history.add_argument("--limit", type=int, default=0, metavar="N", help="only the newest N attempts")
+    history.add_argument("--limit", type=_positive_int, default=0, metavar="N", help="only the newest N attempts")
     history.add_argument("--json", action="store_true", help="print the raw records as JSON")
     history.set_defaults(handler=_lazy("dropship.cli.report", "history"))
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from botocore.exceptions import ClientError
+
 from dropship.cli.errors import CliError, one_line
 from dropship.cli.pack import artifact
 from dropship.cli.stack import Stack
@@ -49,6 +51,18 @@ class Outcome:
     cause: str | None = None
 
 
+def _remove_stale_manifest(s3: Any, bucket: str, key: str) -> bool:
+    """Without --manifest the release uses the stack's defaults, not a manifest left by an earlier upload."""
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            return False
+        raise
+    s3.delete_object(Bucket=bucket, Key=key)
+    return True
+
+
 def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
     drop = DropKey(check_model_name(args.model), check_version(args.version))
     manifest_bytes, manifest = _read_manifest(args.manifest)
@@ -61,6 +75,8 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
                 Bucket=bucket, Key=drop.manifest_key, Body=manifest_bytes, ContentType="application/json"
             )
             print(f"Uploaded manifest s3://{bucket}/{drop.manifest_key}")
+        elif _remove_stale_manifest(s3, bucket, drop.manifest_key):
+            print(f"Removed the release.json an earlier upload left at s3://{bucket}/{drop.manifest_key}")
         started = datetime.now(UTC)
         response = upload_file(s3, tarball, bucket, drop.artifact_key)
         upload = Upload(bucket, drop.artifact_key, response.get("VersionId"), started)
