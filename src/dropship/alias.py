@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from dropship.aws import error_code
 
 DEFAULT_ALIAS_PREFIX = "/dropship"
+DEFAULT_ALIAS = "live"
 
 
 class AliasRecord(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from dropship.alias import DEFAULT_ALIAS
 from dropship.errors import InvalidManifestError
 from dropship.names import MODEL_MAX_LENGTH, MODEL_PATTERN
 
@@ -117,7 +118,7 @@ class Manifest(_Strict):
         None, min_length=1, max_length=255, description="Must start with one of the stack's allowed prefixes."
     )
     alias: str = Field(
-        "live", pattern=MODEL_PATTERN, max_length=MODEL_MAX_LENGTH, description="Alias to move on success."
+        DEFAULT_ALIAS, pattern=MODEL_PATTERN, max_length=MODEL_MAX_LENGTH, description="Alias to move on success."
     )
     retain: int = Field(1, ge=0, le=10, description="Previous releases that keep their endpoints.")
     smoke_test: list[SmokeSample] = Field(default_factory=list, max_length=20)

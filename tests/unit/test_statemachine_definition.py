@@ -145,6 +145,12 @@ def test_the_cli_names_real_states_and_outputs(template: dict[str, Any], asl: di
     assert set(OUTPUT_NAMES) == set(template["Outputs"])
 
 
+def test_the_template_and_the_manifest_agree_on_instance_types(template: dict[str, Any]) -> None:
+    from dropship.manifest import INSTANCE_TYPE_PATTERN
+
+    assert template["Parameters"]["DefaultInstanceType"]["AllowedPattern"] == INSTANCE_TYPE_PATTERN
+
+
 def test_pass_states_fail_with_real_error_classes(asl: dict[str, Any]) -> None:
     # A Pass state that writes $.error stands in for a failed task: its Error must be a real exception name.
     for name, state in asl["States"].items():

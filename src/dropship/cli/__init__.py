@@ -22,6 +22,7 @@ from botocore.exceptions import (
 )
 
 from dropship import __version__
+from dropship.alias import DEFAULT_ALIAS
 from dropship.cli.errors import CliError, one_line
 from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT, Stack, Target, unreachable_message
 from dropship.errors import DropshipError
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", parents=[common], help="point the alias back at a retained release")
     rollback.add_argument("model", metavar="MODEL")
     rollback.add_argument("--to", metavar="VERSION", help="the version to go back to (default: the previous one)")
-    rollback.add_argument("--alias", default="live", help="the alias to move (default live)")
+    rollback.add_argument("--alias", default=DEFAULT_ALIAS, help=f"the alias to move (default {DEFAULT_ALIAS})")
     rollback.set_defaults(handler=_lazy("dropship.cli.rollback", "run"))
 
     invoke = commands.add_parser("invoke", parents=[common], help="call the endpoint an alias points at")
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body-file", metavar="FILE", help="file holding the request body")
     invoke.add_argument("--content-type", default="application/json", help="default application/json")
     invoke.add_argument("--accept", help="Accept header")
-    invoke.add_argument("--alias", default="live", help="the alias to resolve (default live)")
+    invoke.add_argument("--alias", default=DEFAULT_ALIAS, help=f"the alias to resolve (default {DEFAULT_ALIAS})")
     invoke.set_defaults(handler=_lazy("dropship.cli.invoke", "run"))
 
     local = commands.add_parser("local", help="run the local stack (an emulated AWS account on this machine)")
