@@ -32,6 +32,7 @@ install: $(BIN)/activate
 lint: install $(SAM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint container/Dockerfile
 	$(BIN)/mypy src/dropship container/dropship_serve
 	for handler in functions/*/app.py; do $(BIN)/mypy $$handler || exit 1; done
 	$(SAM) validate --lint
