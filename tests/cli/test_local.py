@@ -80,7 +80,7 @@ def test_down_when_nothing_runs(port: int, cli: Any) -> None:
 
 
 def test_status_when_nothing_runs(port: int, cli: Any) -> None:
-    cli("local", "status").assert_error("the local stack is not running", "dropship local up --detach")
+    cli("local", "status").assert_error("the local stack is not running", "start it with `dropship local up`")
 
 
 def test_a_stale_pid_file_is_ignored(port: int, cli: Any) -> None:
@@ -102,7 +102,10 @@ def test_a_stale_pid_file_is_ignored(port: int, cli: Any) -> None:
     assert not cli_local.pid_file().exists()
 
 
-def test_up_detached_then_status_then_down(port: int, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", [[], ["--detach"]], ids=["default", "detach"])
+def test_up_returns_when_ready_then_status_then_down(
+    port: int, cli: Any, monkeypatch: pytest.MonkeyPatch, mode: list[str]
+) -> None:
     # Given the server command is the stand-in
     monkeypatch.setattr(
         cli_local,
@@ -110,8 +113,8 @@ def test_up_detached_then_status_then_down(port: int, cli: Any, monkeypatch: pyt
         lambda host, port, directory: [sys.executable, "-c", STAND_IN, host, str(port), json.dumps(STACK_TEMPLATE)],
     )
 
-    # When the local stack is started detached
-    up = cli("local", "up", "--detach", "--port", str(port))
+    # When the local stack is started (it runs in the background by default, as the contract says)
+    up = cli("local", "up", *mode, "--port", str(port))
 
     # Then it returns once the stack answers, printing the endpoint and the outputs
     assert up.code == 0, up.err

@@ -1,4 +1,4 @@
-"""End to end: the local stack started the way a user starts it (`dropship local up --detach`), then driven
+"""End to end: the local stack started the way a user starts it (`dropship local up`), then driven
 only through AWS APIs (boto3) and the `dropship` command line, each in its own process."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     env = {**os.environ, "DROPSHIP_HOME": str(home)}
     env.pop("DROPSHIP_ENDPOINT_URL", None)
     up = subprocess.run(
-        [DROPSHIP, "local", "up", "--detach", "--port", str(port)],
+        [DROPSHIP, "local", "up", "--port", str(port)],  # returns once ready, as the contract says
         env=env,
         capture_output=True,
         text=True,

@@ -123,13 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     local = commands.add_parser("local", help="run the local stack (an emulated AWS account on this machine)")
     local_commands = local.add_subparsers(dest="local_command", metavar="COMMAND", parser_class=_Parser)
     local_commands.required = True
-    up = local_commands.add_parser("up", help="start it (in the foreground unless --detach)")
-    up.add_argument("--detach", "-d", action="store_true", help="run in the background; stop with `local down`")
+    up = local_commands.add_parser("up", help="start it and return once it is ready (it runs in the background)")
+    mode = up.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--detach", "-d", action="store_true", help="run in the background; stop with `local down` (the default)"
+    )
+    mode.add_argument("--foreground", action="store_true", help="stay in the foreground until Ctrl-C instead")
     up.add_argument("--port", type=int, default=LOCAL_PORT, help=f"default {LOCAL_PORT}")
     up.add_argument("--host", default=LOCAL_HOST, help=f"default {LOCAL_HOST}")
     up.add_argument("--project-dir", help="the dropship repository (default: this installation's)")
     up.add_argument(
-        "--timeout", type=_positive, default=180.0, metavar="SECONDS", help="--detach: how long to wait for it"
+        "--timeout", type=_positive, default=180.0, metavar="SECONDS", help="how long to wait for it to be ready"
     )
     local_commands.add_parser("down", help="stop the detached local stack")
     local_commands.add_parser("status", help="is it running, where, and its stack outputs")

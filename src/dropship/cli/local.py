@@ -1,4 +1,4 @@
-"""``dropship local up|down|status``: the local stack, in the foreground or detached in the background.
+"""``dropship local up|down|status``: the local stack, detached in the background (or in the foreground).
 
 Detached, the stack runs as ``python -m dropship.local`` in its own session; its pid file
 (``stack.pid``, JSON) and log (``stack.log``) live in the state dir: ``$DROPSHIP_HOME`` when set,
@@ -89,7 +89,8 @@ def project_dir(option: str | None) -> Path:
 def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
     del stack_factory  # the local commands make their own target
     if args.local_command == "up":
-        return detach(args) if args.detach else foreground(args)
+        # The contract: `local up` returns once the stack is ready, leaving it running in the background.
+        return foreground(args) if args.foreground else detach(args)
     if args.local_command == "down":
         return down()
     return status()
@@ -231,7 +232,7 @@ def status() -> int:
         print(f"A local stack (not started by `dropship local up`) answers on {endpoint}.")
         _print_outputs(endpoint)
         return 0
-    raise CliError("the local stack is not running: start it with `dropship local up --detach`")
+    raise CliError("the local stack is not running: start it with `dropship local up`")
 
 
 # -- helpers -----------------------------------------------------------------------------------------
