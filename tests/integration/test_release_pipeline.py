@@ -339,3 +339,16 @@ def test_a_custom_inference_script_is_served(stack: Harness) -> None:
         EndpointName=alias["endpoint_name"], Body=b'{"y": 2}', ContentType="application/json"
     )
     assert json.loads(body["Body"].read()) == {"echo": {"y": 2}}
+
+
+def test_an_input_that_is_not_an_s3_event_fails_as_internal_error(stack: Harness) -> None:
+    # When the state machine is started by hand with something that is not an S3 "Object Created" event
+    started = stack.sfn.start_execution(
+        stateMachineArn=stack.state_machine, name="not-an-s3-event", input=json.dumps({"hello": "world"})
+    )
+    outcome = stack.wait(started["executionArn"])
+    # Then it fails as InternalError, naming what was wrong, and the failure is still announced
+    assert (outcome.status, outcome.error) == ("FAILED", "InternalError")
+    assert "validation error" in (outcome.cause or "")
+    failed = stack.release_events("(unknown)")[-1]
+    assert failed["detail-type"] == "Release Failed" and failed["detail"]["error"]["code"] == "InternalError"
