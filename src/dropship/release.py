@@ -53,7 +53,6 @@ class Release(_Data):
     compressed_bytes: int
     uncompressed_bytes: int
     artifact_key: str
-    artifact_created: bool
     resource_name: str
     deployment: Deployment
     retain: int

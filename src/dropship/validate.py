@@ -84,7 +84,7 @@ def validate_release(
     version_id = event.detail.object.version_id
     report = _inspect(s3, bucket, key, version_id, defaults.limits)
     target = released_key(drop.model, report.sha256)
-    created = _copy_if_absent(s3, bucket, key, version_id, target)
+    _copy_if_absent(s3, bucket, key, version_id, target)
 
     return Validated(
         duplicate=False,
@@ -102,7 +102,6 @@ def validate_release(
             compressed_bytes=report.compressed_bytes,
             uncompressed_bytes=report.uncompressed_bytes,
             artifact_key=target,
-            artifact_created=created,
             resource_name=resource_name(drop.model, drop.version, execution_arn),
             deployment=deployment,
             retain=manifest.retain,
@@ -182,14 +181,13 @@ def _inspect(s3: Any, bucket: str, key: str, version_id: str | None, limits: Art
         body.close()
 
 
-def _copy_if_absent(s3: Any, bucket: str, key: str, version_id: str | None, target: str) -> bool:
-    """Copy the validated object version to ``target``. False if that content was released before."""
+def _copy_if_absent(s3: Any, bucket: str, key: str, version_id: str | None, target: str) -> None:
+    """Copy the validated object version to ``target``, unless that content was released before."""
     try:
         s3.head_object(Bucket=bucket, Key=target)
-        return False
+        return
     except ClientError as exc:
         if error_code(exc) not in ("404", "NoSuchKey"):
             raise
     source = {"Bucket": bucket, "Key": key, **_version_args(version_id)}
     s3.copy(source, bucket, target)  # managed copy: multipart for large objects (CopyObject stops at 5 GB)
-    return True

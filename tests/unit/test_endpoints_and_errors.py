@@ -24,7 +24,7 @@ def release(**changes: object) -> Release:
     base = dict(
         model="churn", version="3", alias="live", execution_arn=ARN, bucket="b", key="models/churn/3/model.tar.gz",
         uploaded_at=now, started_at=now, sha256="a" * 64, compressed_bytes=1, uncompressed_bytes=1,
-        artifact_key="released/churn/" + "a" * 64 + "/model.tar.gz", artifact_created=True,
+        artifact_key="released/churn/" + "a" * 64 + "/model.tar.gz",
         resource_name="churn-3-12345678", smoke_test=[], retain=1, poll_interval_s=1, endpoint_timeout_s=60,
         lock_timeout_s=60, deployment=Deployment(image_uri="img:1", instance_type="ml.m5.large",
                                                  initial_instance_count=1, tags={"team": "risk"}),
