@@ -39,6 +39,11 @@ def parse_stamp(text: str) -> datetime:
     return datetime.strptime(text, STAMP_FORMAT).replace(tzinfo=UTC)
 
 
+def live_order(item: dict[str, Any]) -> tuple[str, str]:
+    """Sort key of a release record: when it last became live on its alias (released or rolled back to)."""
+    return str(item.get("live_at") or item.get("released_at", "")), str(item.get("started_at", ""))
+
+
 def execution_name(execution_arn: str) -> str:
     return execution_arn.rsplit(":", 1)[-1]
 

@@ -13,7 +13,7 @@ from typing import Any
 from dropship.alias import AliasRecord, AliasStore
 from dropship.endpoints import Endpoints
 from dropship.errors import AliasConflictError, InternalError, code_for
-from dropship.history import ReleaseTable, parse_stamp, stamp
+from dropship.history import ReleaseTable, live_order, parse_stamp, stamp
 from dropship.names import guess_model_version
 from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
 from dropship.release import ExecutionState, LockResult, Release, SmokeReport, iso, utc_now
@@ -100,7 +100,7 @@ def retire(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, relea
         for item in table.releases(release.model)
         if item.get("endpoint_state") == "active" and item.get("alias") == release.alias
     ]
-    live.sort(key=lambda item: item.get("live_at") or item.get("released_at", ""), reverse=True)
+    live.sort(key=live_order, reverse=True)
     kept = 0
     retired = []
     for item in live:

@@ -14,7 +14,7 @@ from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.cli.report import unknown_model
 from dropship.cli.stack import Stack
-from dropship.history import parse_stamp, stamp
+from dropship.history import live_order, parse_stamp, stamp
 from dropship.names import check_model_name
 from dropship.notify import ReleaseEventDetail
 from dropship.release import iso, utc_now
@@ -83,7 +83,7 @@ def choose_target(
         for item in retained
         if item.get("execution_arn") != current.execution_arn and item.get("endpoint_name") != current.endpoint_name
     ]
-    candidates.sort(key=_released_order, reverse=True)
+    candidates.sort(key=live_order, reverse=True)
     listing = _listing(retained, current)
     if version is not None:
         chosen = [item for item in candidates if str(item.get("version")) == version]
@@ -97,8 +97,8 @@ def choose_target(
             f"version {version} of {model} has no running endpoint (retired or failed); retained versions: {listing}"
         )
     current_item = next((item for item in releases if item.get("execution_arn") == current.execution_arn), None)
-    current_at = _released_order(current_item) if current_item else (current.released_at, "")
-    older = [item for item in candidates if _released_order(item) < current_at]
+    current_at = live_order(current_item) if current_item else (current.released_at, "")
+    older = [item for item in candidates if live_order(item) < current_at]
     if not older:
         newer = ", ".join(_unique(str(item["version"]) for item in candidates))
         hint = f" (newer retained versions: {newer}; pick one with --to)" if newer else ""
@@ -124,14 +124,9 @@ def check_in_service(sagemaker: Any, target: dict[str, Any]) -> None:
         )
 
 
-def _released_order(item: dict[str, Any]) -> tuple[str, str]:
-    """When a release last became live on its alias (released, or rolled back to)."""
-    return str(item.get("live_at") or item.get("released_at", "")), str(item.get("started_at", ""))
-
-
 def _listing(retained: list[dict[str, Any]], current: AliasRecord) -> str:
     names = []
-    for item in sorted(retained, key=_released_order):
+    for item in sorted(retained, key=live_order):
         label = str(item["version"])
         if item.get("execution_arn") == current.execution_arn:
             label += " (current)"
