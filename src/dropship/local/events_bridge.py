@@ -92,6 +92,20 @@ def _is_state_machine(arn: str) -> bool:
     return len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine"
 
 
+def _is_lambda(arn: str) -> bool:
+    parts = arn.split(":")
+    return len(parts) >= 7 and parts[2] == "lambda" and parts[5] == "function"
+
+
+def invoke_function_for(target: dict[str, Any], event: dict[str, Any]) -> None:
+    """Invoke the target function asynchronously with the event, as EventBridge does."""
+    from moto.awslambda.utils import get_backend
+
+    _, _, _, region, account, _, name, *_ = target["Arn"].split(":")
+    payload = json.dumps(target_input(target, event)).encode()
+    get_backend(account, region).invoke(name, None, payload, {"X-Amz-Invocation-Type": "Event"}, {})
+
+
 def start_execution_for(target: dict[str, Any], event: dict[str, Any]) -> str:
     """Start the target state machine with the event; returns the execution ARN."""
     from moto.stepfunctions.responses import get_backend
@@ -114,17 +128,23 @@ def install(patches: Patches) -> None:
     original_send = Rule.send_to_targets
 
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
-        if getattr(self, "state", "ENABLED") != "ENABLED":
-            return
+        if getattr(self, "state", "ENABLED") != "ENABLED" or getattr(self, "scheduled_expression", None):
+            return  # a scheduled rule is not matched against events
         if not self.event_pattern.matches_event(original_event):
             return
         machine_targets = [t for t in self.targets if _is_state_machine(t.get("Arn", ""))]
-        other_targets = [t for t in self.targets if not _is_state_machine(t.get("Arn", ""))]
+        lambda_targets = [t for t in self.targets if _is_lambda(t.get("Arn", ""))]
+        other_targets = [t for t in self.targets if t not in machine_targets and t not in lambda_targets]
         for target in machine_targets:
             try:
                 start_execution_for(target, original_event)
             except Exception:  # delivery is asynchronous in AWS: the sender never sees target failures
                 log.exception("rule %s: could not start %s", self.name, target.get("Arn"))
+        for target in lambda_targets:
+            try:
+                invoke_function_for(target, original_event)
+            except Exception:
+                log.exception("rule %s: could not invoke %s", self.name, target.get("Arn"))
         if other_targets:
             rest = copy.copy(self)
             rest.targets = other_targets

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 # pulled: endpoints run container/serve), and a status poll suited to endpoints that start in seconds.
 LOCAL_PARAMETER_DEFAULTS = {
     "DefaultImageUri": "123456789012.dkr.ecr.{region}.amazonaws.com/dropship-serve:local",
-    "EndpointPollSeconds": "2",
+    "LockPollSeconds": "2",
+    "EndpointCheckSeconds": "30",
 }
 
 _active_lock = threading.Lock()
@@ -157,10 +158,11 @@ class LocalStack:
             timeout=30,
         ).raise_for_status()
 
-        from dropship.local import cloudformation_shims, events_bridge, hosting, lambda_runtime
+        from dropship.local import cloudformation_shims, events_bridge, hosting, lambda_runtime, stepfunctions_fixes
 
         cloudformation_shims.install(self._patches, self.skipped_resource_types)
         events_bridge.install(self._patches)
+        stepfunctions_fixes.install(self._patches)
         self._lambda = lambda_runtime.LambdaRuntime(
             endpoint_url=self.endpoint_url, region=self.region, run_dir=self.run_dir
         )
