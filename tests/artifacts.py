@@ -56,7 +56,7 @@ SLOW_MODEL_FN = """
 import time
 
 def model_fn(model_dir):
-    time.sleep(120)
+    time.sleep(35)  # longer than the integration stack's EndpointTimeoutSeconds (25)
     return object()
 """
 

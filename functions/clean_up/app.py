@@ -1,31 +1,58 @@
-"""Clean Up: after any failure, delete exactly what this execution created and release the lock."""
+"""Clean Up after a failed release, and the reaper of executions that ended any other way.
+
+- ``handler`` (the state machine's Clean Up): delete exactly what this execution created, free the lock,
+  record the failure and put ``Release Failed``; returns the failure the execution ends with.
+- ``reap`` (EventBridge: ``Step Functions Execution Status Change`` of the Release state machine): an
+  execution stopped, timed out or failed outside the state machine's own paths gets the same
+  compensation, a final history record and its event (code ``Aborted`` or ``InternalError``).
+"""
 
 from typing import Any
 
-from dropship import settings, steps
+from aws_lambda_powertools.metrics import MetricUnit
+
+from dropship import clients, settings, steps
 from dropship.alias import AliasStore
-from dropship.aws import client
 from dropship.endpoints import Endpoints
 from dropship.history import ReleaseTable
-from dropship.observability import logger, task
+from dropship.notify import Notifier
+from dropship.observability import logger, metrics, task
 from dropship.release import NotifyInput
+from dropship.waits import EndpointWaits
 
 
 class Env(settings.Settings):
     table_name: str
     alias_prefix: str
+    event_bus_name: str
+
+
+def _parts(env: Env) -> tuple[ReleaseTable, Endpoints, AliasStore, EndpointWaits, Notifier]:
+    return (
+        ReleaseTable(clients.dynamodb(), env.table_name),
+        Endpoints(clients.sagemaker()),
+        AliasStore(clients.ssm(), env.alias_prefix),
+        EndpointWaits(clients.dynamodb(), env.table_name, clients.stepfunctions()),
+        Notifier(clients.events(), env.event_bus_name),
+    )
 
 
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    env = settings.load(Env)
     request = NotifyInput.model_validate(event)
-    failure = steps.clean_up(
-        ReleaseTable(client("dynamodb"), env.table_name),
-        Endpoints(client("sagemaker")),
-        AliasStore(client("ssm"), env.alias_prefix),
-        request.state,
-    )
+    failure = steps.clean_up(*_parts(settings.load(Env)), request.state, request.execution_arn, request.started_at)
     logger.info("cleaned up after a failed release", extra={"code": failure.code})
-    # The failure the execution ends with, whatever happens to the notification after this.
+    metrics.add_metric(name="ReleaseFailed", unit=MetricUnit.Count, value=1)
     return failure.model_dump(mode="json")
+
+
+@task
+def reap(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    end = steps.ExecutionEnd.model_validate(event["detail"])
+
+    def describe_input() -> str | None:
+        return clients.stepfunctions().describe_execution(executionArn=end.execution_arn).get("input")
+
+    outcome = steps.reap(*_parts(settings.load(Env)), end, describe_input)
+    logger.info("execution accounted for", extra={"status": end.status, "outcome": outcome})
+    return {"outcome": outcome}

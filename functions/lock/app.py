@@ -1,11 +1,13 @@
-"""Acquire Lock / Release Lock: the per-model lock that keeps two releases of one model apart."""
+"""Acquire Lock: the per-model lock that keeps two releases of one model apart, granted in upload order.
 
-from typing import Any, Literal
+(Release Lock is a direct DynamoDB integration in the state machine: one conditional DeleteItem.)
+"""
+
+from typing import Any
 
 from pydantic import BaseModel
 
-from dropship import settings, steps
-from dropship.aws import client
+from dropship import clients, settings, steps
 from dropship.history import ReleaseTable
 from dropship.observability import task
 from dropship.release import Release
@@ -16,16 +18,11 @@ class Env(settings.Settings):
 
 
 class LockInput(BaseModel):
-    action: Literal["acquire", "release"]
     release: Release
 
 
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = LockInput.model_validate(event)
-    table = ReleaseTable(client("dynamodb"), settings.load(Env).table_name)
-    if request.action == "acquire":
-        result = steps.acquire_lock(table, request.release)
-    else:
-        result = steps.release_lock(table, request.release)
-    return result.model_dump(mode="json")
+    table = ReleaseTable(clients.dynamodb(), settings.load(Env).table_name)
+    return steps.acquire_lock(table, request.release).model_dump(mode="json")

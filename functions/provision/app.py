@@ -1,33 +1,38 @@
-"""Create Model / Create Endpoint Config / Create Endpoint: one SageMaker call each, idempotent."""
+"""Create Endpoint: the release's SageMaker model, endpoint config and endpoint, idempotent under retries.
+
+Code, not three direct integrations: a retried create must treat "already exists" as its own earlier
+success, and SageMaker reports that only as a generic ValidationException that Step Functions cannot
+tell apart from a real one.
+"""
 
 from typing import Any
 
-from dropship import settings
-from dropship.aws import client
+from dropship import clients, settings, steps
 from dropship.endpoints import Endpoints
 from dropship.observability import task
 from dropship.release import Release
+from dropship.waits import EndpointWaits
 
 
 class Env(settings.Settings):
     stack_name: str
+    table_name: str
     sagemaker_role_arn: str
 
 
-def _endpoints() -> Endpoints:
-    return Endpoints(client("sagemaker"), settings.load(Env).stack_name)
-
-
 @task
-def create_model(event: dict[str, Any], context: Any) -> None:
-    _endpoints().create_model(Release.model_validate(event), settings.load(Env).sagemaker_role_arn)
+def handler(event: dict[str, Any], context: Any) -> None:
+    env = settings.load(Env)
+    release = Release.model_validate(event)
 
+    def still_running() -> bool:
+        status = clients.stepfunctions().describe_execution(executionArn=release.execution_arn)["status"]
+        return status == "RUNNING"
 
-@task
-def create_endpoint_config(event: dict[str, Any], context: Any) -> None:
-    _endpoints().create_endpoint_config(Release.model_validate(event))
-
-
-@task
-def create_endpoint(event: dict[str, Any], context: Any) -> None:
-    _endpoints().create_endpoint(Release.model_validate(event))
+    steps.create_endpoint(
+        Endpoints(clients.sagemaker(), env.stack_name),
+        EndpointWaits(clients.dynamodb(), env.table_name, clients.stepfunctions()),
+        release,
+        env.sagemaker_role_arn,
+        still_running,
+    )

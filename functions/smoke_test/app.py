@@ -1,14 +1,20 @@
-"""Smoke Test: send every sample to the new endpoint; any failed expectation is SmokeTestFailed."""
+"""Smoke Test: send every sample to the new endpoint and record the results; a failed expectation is
+SmokeTestFailed (the stack's default sample fails only on a 5xx or no answer)."""
 
 from typing import Any
 
-from dropship import steps
-from dropship.aws import client
+from dropship import clients, settings, steps
+from dropship.history import ReleaseTable
 from dropship.observability import task
 from dropship.release import Release
 
 
+class Env(settings.Settings):
+    table_name: str
+
+
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    report = steps.smoke_test(client("sagemaker-runtime"), Release.model_validate(event))
+    table = ReleaseTable(clients.dynamodb(), settings.load(Env).table_name)
+    report = steps.smoke_test(clients.sagemaker_runtime(), table, Release.model_validate(event))
     return report.model_dump(mode="json")

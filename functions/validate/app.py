@@ -1,17 +1,19 @@
-"""Validate Artifact: check the key, manifest and tarball; copy it to its content-addressed key."""
+"""Validate Artifact: check the key, manifest and tarball; copy it to its content-addressed key; record the
+release as started and announce it."""
 
 from typing import Any
 
-from dropship import settings
+from dropship import clients, settings, steps
 from dropship.artifact import ArtifactLimits
-from dropship.aws import client
 from dropship.history import ReleaseTable
+from dropship.notify import Notifier
 from dropship.observability import task
 from dropship.validate import ReleaseDefaults, ValidateInput, validate_release
 
 
 class Env(settings.Settings):
     table_name: str
+    event_bus_name: str
     default_image_uri: str
     allowed_image_prefixes: str
     default_instance_type: str
@@ -21,7 +23,8 @@ class Env(settings.Settings):
     max_artifact_bytes: int
     max_uncompressed_bytes: int
     max_artifact_members: int
-    endpoint_poll_seconds: int
+    lock_poll_seconds: int
+    endpoint_check_seconds: int
     endpoint_timeout_seconds: int
     lock_timeout_seconds: int
 
@@ -38,7 +41,8 @@ class Env(settings.Settings):
                 max_uncompressed_bytes=self.max_uncompressed_bytes,
                 max_members=self.max_artifact_members,
             ),
-            poll_interval_s=self.endpoint_poll_seconds,
+            poll_interval_s=self.lock_poll_seconds,
+            endpoint_check_s=self.endpoint_check_seconds,
             endpoint_timeout_s=self.endpoint_timeout_seconds,
             lock_timeout_s=self.lock_timeout_seconds,
         )
@@ -48,12 +52,15 @@ class Env(settings.Settings):
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings.load(Env)
     request = ValidateInput.model_validate(event)
+    table = ReleaseTable(clients.dynamodb(), env.table_name)
     validated = validate_release(
         request.event,
         execution_arn=request.execution_arn,
         started_at=request.started_at,
         defaults=env.defaults(),
-        s3=client("s3"),
-        table=ReleaseTable(client("dynamodb"), env.table_name),
+        s3=clients.s3(),
+        table=table,
     )
+    if validated.release is not None:
+        steps.announce_started(table, Notifier(clients.events(), env.event_bus_name), validated.release)
     return validated.model_dump(mode="json")

@@ -6,14 +6,15 @@ under Lambda retries: "already exists" means this execution created it on an ear
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from dropship.aws import error_code
-from dropship.errors import EndpointFailedError, EndpointTimeoutError
-from dropship.release import EndpointState, Release
+from dropship.release import Release
+from dropship.waits import SETTLED, EndpointStatus, normalise_status
 
 STACK_TAG = "dropship:stack"
 MANAGED_TAGS = ("dropship:model", "dropship:version", "dropship:execution")
@@ -93,34 +94,37 @@ class Endpoints:
             Tags=self.tags(release),
         )
 
-    def check_endpoint(self, release: Release, now: datetime | None = None) -> EndpointState:
-        """The endpoint's status; ``Failed`` and a wait beyond the release's timeout raise typed errors."""
-        described = self.client.describe_endpoint(EndpointName=release.resource_name)
-        status = described["EndpointStatus"]
-        if status == "Failed":
-            reason = described.get("FailureReason") or "SageMaker gave no reason"
-            raise EndpointFailedError(
-                f"endpoint {release.resource_name} failed to start: {reason}. "
-                "Check the model's CloudWatch logs (/aws/sagemaker/Endpoints/"
-                f"{release.resource_name}) and that the artifact works with the image."
-            )
-        created = described.get("CreationTime") or release.started_at
-        waited = ((now or datetime.now(UTC)) - created).total_seconds()
-        if status != "InService" and waited > release.endpoint_timeout_s:
-            raise EndpointTimeoutError(
-                f"endpoint {release.resource_name} was still {status} after {int(waited)} s "
-                f"(EndpointTimeoutSeconds is {release.endpoint_timeout_s}); raise the stack parameter "
-                "if large models need longer to load"
-            )
-        return EndpointState(status=status, failure_reason=described.get("FailureReason"))
+    def create_all(self, release: Release, execution_role_arn: str) -> None:
+        """The model, endpoint config and endpoint of a release, in that order (each idempotent)."""
+        self.create_model(release, execution_role_arn)
+        self.create_endpoint_config(release)
+        self.create_endpoint(release)
 
-    def delete(self, name: str) -> tuple[list[str], list[str]]:
+    def describe(self, name: str) -> EndpointView | None:
+        """The endpoint's status (normalised), failure reason and creation time; None if it does not exist."""
+        try:
+            described = self.client.describe_endpoint(EndpointName=name)
+        except ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        return EndpointView(
+            status=normalise_status(described["EndpointStatus"]) or "Failed",
+            failure_reason=described.get("FailureReason"),
+            created=described.get("CreationTime"),
+        )
+
+    def delete(self, name: str) -> Deletion:
         """Delete the endpoint, endpoint config and model named ``name``, each on its own.
 
         Returns what was deleted and what could not be (with the reason). Only what exists is deleted:
         the delete permissions are limited to resources tagged with the stack, which an absent resource
-        cannot show.
+        cannot show. SageMaker refuses to delete an endpoint it is still creating or updating: then nothing
+        is deleted and ``busy`` says the status, so the caller can delete it once it settles.
         """
+        view = self.describe(name)
+        if view is not None and view.status not in (*SETTLED, "Deleting"):
+            return Deletion(busy=view.status)
         deleted: list[str] = []
         failed: list[str] = []
         for kind, describe, delete, param in (
@@ -142,4 +146,20 @@ class Endpoints:
                     failed.append(
                         f"{kind} {name}: {error_code(exc)} {exc.response.get('Error', {}).get('Message', '')}"
                     )
-        return deleted, failed
+        return Deletion(deleted=deleted, failed=failed)
+
+
+@dataclass(frozen=True)
+class EndpointView:
+    status: EndpointStatus
+    failure_reason: str | None
+    created: datetime | None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What ``Endpoints.delete`` did: deleted kinds, failures (with reasons), or the status that kept it."""
+
+    deleted: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    busy: EndpointStatus | None = None

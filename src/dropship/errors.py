@@ -55,6 +55,14 @@ class AliasConflictError(DropshipError):
     code = "AliasConflict"
 
 
+class AlarmTriggeredError(DropshipError):
+    code = "AlarmTriggered"
+
+
+class AbortedError(DropshipError):
+    code = "Aborted"
+
+
 class InternalError(DropshipError):
     code = "InternalError"
 
@@ -78,6 +86,8 @@ ERROR_CODES: tuple[str, ...] = (
     "EndpointTimeout",
     "SmokeTestFailed",
     "AliasConflict",
+    "AlarmTriggered",
+    "Aborted",
     "InternalError",
 )
 

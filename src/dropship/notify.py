@@ -31,6 +31,7 @@ class ReleaseEventDetail(BaseModel):
     alias: str | None = None
     duration_s: float | None = None
     error: ErrorDetail | None = None
+    warnings: list[str] | None = None
 
 
 class Notifier:

@@ -48,6 +48,8 @@ class Release(_Data):
     key: str
     object_version: str | None = None
     uploaded_at: datetime
+    upload_order: str = Field(description="Where this upload stands among all uploads (see validate.upload_order).")
+    manifest_version: str | None = Field(None, description="The release.json object version applied, if any.")
     started_at: datetime
     sha256: str
     compressed_bytes: int
@@ -57,7 +59,11 @@ class Release(_Data):
     deployment: Deployment
     retain: int
     smoke_test: list[SmokeSample]
-    poll_interval_s: int
+    default_smoke: bool = Field(False, description="smoke_test is the stack's default sample, not the manifest's.")
+    poll_interval_s: int = Field(description="How often a release waiting for the model's lock tries again.")
+    endpoint_check_s: int = Field(
+        300, description="How often Wait For InService checks the endpoint itself, should its event be lost."
+    )
     endpoint_timeout_s: int
     lock_timeout_s: int
 
@@ -82,16 +88,22 @@ class EndpointState(_Data):
 
 class SmokeResult(_Data):
     sample: int
+    label: str = Field("", description="Which sample: 'the stack's default sample' or 'sample N of release.json'.")
     passed: bool
     status: int
     latency_ms: float
     problems: list[str] = Field(default_factory=list)
+    warning: str | None = None
 
 
 class SmokeReport(_Data):
     passed: bool
     summary: str
     results: list[SmokeResult]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [result.warning for result in self.results if result.warning]
 
 
 class StateError(BaseModel):
@@ -113,15 +125,15 @@ class ExecutionState(BaseModel):
     smoke: SmokeReport | None = None
     failure: ErrorDetail | None = None
     cleanup_error: StateError | None = None
+    finish_error: StateError | None = None  # Finish Release failed: the reaper finishes the release
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
 class NotifyInput(BaseModel):
-    """Payload of Clean Up and the Announce tasks: the whole state plus the execution's identity."""
+    """Payload of Finish Release and Clean Up: the whole state plus the execution's identity."""
 
     model_config = ConfigDict(extra="forbid")
 
-    outcome: str | None = None
     state: ExecutionState
     execution_arn: str
     started_at: datetime

@@ -6,7 +6,7 @@ compute its sha256, then copies that exact object version to its immutable conte
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
@@ -23,11 +23,16 @@ from dropship.errors import (
 )
 from dropship.history import ReleaseTable
 from dropship.manifest import Manifest, SmokeSample, parse_manifest
-from dropship.names import parse_drop_key, released_key, resource_name
+from dropship.names import DropKey, parse_drop_key, released_key, resource_name
 from dropship.release import Deployment, Release
 
 # Keeps the execution state (which carries the manifest's samples) far below Step Functions' 256 KiB.
 MANIFEST_MAX_BYTES = 32 * 1024
+# S3 user metadata on a tarball naming the release.json version that applies to it (the CLI sets it), or
+# "none" for no manifest at all.
+MANIFEST_PIN = "dropship-manifest-version"
+NO_MANIFEST = "none"
+_SEQUENCER_WIDTH = 32
 
 
 class ReleaseDefaults(BaseModel):
@@ -43,6 +48,7 @@ class ReleaseDefaults(BaseModel):
     smoke_content_type: str
     limits: ArtifactLimits
     poll_interval_s: int = Field(ge=1)
+    endpoint_check_s: int = Field(ge=1)
     endpoint_timeout_s: int = Field(ge=1)
     lock_timeout_s: int = Field(ge=1)
 
@@ -66,6 +72,15 @@ def object_identity(event: S3EventNotificationEventBridgeModel) -> str:
     return obj.version_id or f"{obj.etag}.{obj.sequencer or ''}"
 
 
+def upload_order(event: S3EventNotificationEventBridgeModel) -> str:
+    """A sortable key that totally orders uploads: the event time (S3 gives whole seconds), then S3's
+    sequencer compared as a hexadecimal number (it increases with every write; AWS documents it for
+    ordering the events of one key, and it is all S3 offers within a second), then the key."""
+    sequencer = (event.detail.object.sequencer or "").upper().zfill(_SEQUENCER_WIDTH)
+    moment = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{moment}#{sequencer}#{event.detail.object.key}"
+
+
 def validate_release(
     event: S3EventNotificationEventBridgeModel,
     execution_arn: str,
@@ -79,10 +94,12 @@ def validate_release(
         return Validated(duplicate=True)
 
     drop = parse_drop_key(key)
-    manifest = parse_manifest(_read_manifest(s3, bucket, drop.manifest_key))
-    deployment = resolve_deployment(manifest, defaults)
     version_id = event.detail.object.version_id
-    report = _inspect(s3, bucket, key, version_id, defaults.limits)
+    head = _head(s3, bucket, key, version_id)
+    manifest_version, raw_manifest = _pinned_manifest(s3, bucket, drop, head, version_id)
+    manifest = parse_manifest(raw_manifest)
+    deployment = resolve_deployment(manifest, defaults)
+    report = _inspect(s3, bucket, key, version_id, head, defaults.limits)
     target = released_key(drop.model, report.sha256)
     _copy_if_absent(s3, bucket, key, version_id, target)
 
@@ -97,6 +114,8 @@ def validate_release(
             key=key,
             object_version=version_id,
             uploaded_at=event.time,
+            upload_order=upload_order(event),
+            manifest_version=manifest_version,
             started_at=started_at,
             sha256=report.sha256,
             compressed_bytes=report.compressed_bytes,
@@ -106,7 +125,9 @@ def validate_release(
             deployment=deployment,
             retain=manifest.retain,
             smoke_test=manifest.smoke_test or [default_sample(defaults)],
+            default_smoke=not manifest.smoke_test,
             poll_interval_s=defaults.poll_interval_s,
+            endpoint_check_s=defaults.endpoint_check_s,
             endpoint_timeout_s=defaults.endpoint_timeout_s,
             lock_timeout_s=defaults.lock_timeout_s,
         ),
@@ -114,7 +135,7 @@ def validate_release(
 
 
 def default_sample(defaults: ReleaseDefaults) -> SmokeSample:
-    """One request with the stack's default body; any 2xx passes (InvokeEndpoint returns 200 for a 2xx)."""
+    """One request with the stack's default body; any 2xx passes, a 4xx warns (see ``smoke.evaluate_default``)."""
     return SmokeSample(body=defaults.smoke_body, content_type=defaults.smoke_content_type, accept="*/*")
 
 
@@ -143,13 +164,61 @@ def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deploym
     )
 
 
-def _read_manifest(s3: Any, bucket: str, key: str) -> bytes | None:
+def _pinned_manifest(
+    s3: Any, bucket: str, drop: DropKey, head: dict[str, Any], version_id: str | None
+) -> tuple[str | None, bytes | None]:
+    """The release.json that applies to this tarball: ``(its version id, its bytes)``, or ``(None, None)``.
+
+    The version the CLI pinned in the tarball's metadata, else the newest version written no later than the
+    tarball. S3 keeps write times to the second, so a manifest written in the same second counts as before.
+    """
+    pinned = (head.get("Metadata") or {}).get(MANIFEST_PIN)
+    if pinned == NO_MANIFEST:
+        return None, None
+    if pinned:
+        try:
+            return pinned, _read_manifest(s3, bucket, drop.manifest_key, pinned)
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "NoSuchVersion", "404", "InvalidArgument"):
+                raise InvalidManifestError(
+                    f"the release.json version {pinned!r} pinned in the tarball's metadata ({MANIFEST_PIN}) is gone"
+                ) from exc
+            raise
+    if version_id is None:  # an unversioned bucket keeps only the current manifest
+        return None, _read_current_manifest(s3, bucket, drop.manifest_key)
+    written = _last_write_before(s3, bucket, drop.manifest_key, head["LastModified"])
+    if written is None:
+        return None, None
+    return written, _read_manifest(s3, bucket, drop.manifest_key, written)
+
+
+def _last_write_before(s3: Any, bucket: str, key: str, moment: datetime) -> str | None:
+    """The version id of ``key`` current at ``moment`` (None if it did not exist or had been deleted)."""
+    newest: tuple[datetime, str | None] | None = None
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        entries = [(v, v["VersionId"]) for v in page.get("Versions", [])]
+        entries += [(marker, None) for marker in page.get("DeleteMarkers", [])]
+        for entry, version in entries:
+            if (
+                entry["Key"] == key
+                and entry["LastModified"] <= moment
+                and (newest is None or entry["LastModified"] > newest[0])
+            ):
+                newest = (entry["LastModified"], version)
+    return newest[1] if newest else None
+
+
+def _read_current_manifest(s3: Any, bucket: str, key: str) -> bytes | None:
     try:
-        response = s3.get_object(Bucket=bucket, Key=key)
+        return _read_manifest(s3, bucket, key, None)
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404"):
             return None
         raise
+
+
+def _read_manifest(s3: Any, bucket: str, key: str, version_id: str | None) -> bytes:
+    response = s3.get_object(Bucket=bucket, Key=key, **_version_args(version_id))
     body: bytes = response["Body"].read(MANIFEST_MAX_BYTES + 1)
     if len(body) > MANIFEST_MAX_BYTES:
         raise InvalidManifestError(f"release.json is larger than {MANIFEST_MAX_BYTES} bytes")
@@ -160,15 +229,20 @@ def _version_args(version_id: str | None) -> dict[str, str]:
     return {"VersionId": version_id} if version_id else {}
 
 
-def _inspect(s3: Any, bucket: str, key: str, version_id: str | None, limits: ArtifactLimits) -> Any:
+def _head(s3: Any, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
     try:
-        head = s3.head_object(Bucket=bucket, Key=key, **_version_args(version_id))
+        return dict(s3.head_object(Bucket=bucket, Key=key, **_version_args(version_id)))
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404", "NoSuchVersion"):
             raise InvalidArtifactError(
                 f"s3://{bucket}/{key} is gone (deleted or overwritten before it could be validated)"
             ) from exc
         raise
+
+
+def _inspect(
+    s3: Any, bucket: str, key: str, version_id: str | None, head: dict[str, Any], limits: ArtifactLimits
+) -> Any:
     if head["ContentLength"] > limits.max_compressed_bytes:
         raise ArtifactTooLargeError(
             f"model.tar.gz is {head['ContentLength']} bytes, over the {limits.max_compressed_bytes} byte limit "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +13,8 @@ import boto3
 from dropship.names import MANIFEST_NAME
 
 TEST_PARAMETERS = {
-    "EndpointPollSeconds": "1",
+    "LockPollSeconds": "1",
+    "EndpointCheckSeconds": "3",
     "EndpointTimeoutSeconds": "25",
     "LockTimeoutSeconds": "120",
     "MaxUncompressedBytes": str(8 * 1024 * 1024),
@@ -48,6 +50,7 @@ class Harness:
             client("sagemaker-runtime"),
         )
         self.events, self.sqs = client("events"), client("sqs")
+        self.lambda_, self.cfn = client("lambda"), client("cloudformation")
         self.bucket = outputs["ModelBucketName"]
         self.state_machine = outputs["ReleaseStateMachineArn"]
         self.queue_url = self._subscribe_to_release_events()
@@ -112,6 +115,14 @@ class Harness:
                 )
             time.sleep(0.25)
         raise AssertionError(f"{execution_arn} still running after {timeout} s")
+
+    def await_condition(self, condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+        """Poll an observable condition (an AWS API's answer) until it holds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still not {what or 'true'} after {timeout} s")
+            time.sleep(0.2)
 
     def states_entered(self, execution_arn: str) -> list[str]:
         history = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]

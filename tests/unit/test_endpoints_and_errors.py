@@ -11,9 +11,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from dropship.aws import transient_as_retryable
-from dropship.endpoints import Endpoints
+from dropship.endpoints import Deletion, Endpoints
 from dropship.errors import EndpointFailedError, EndpointTimeoutError, TransientAwsError
 from dropship.release import Deployment, Release
+from dropship.waits import EndpointStatus, endpoint_outcome, normalise_status
 
 ARN = "arn:aws:states:us-east-1:123456789012:execution:dropship-Release:abc"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -23,7 +24,8 @@ def release(**changes: object) -> Release:
     now = datetime.now(UTC)
     base = dict(
         model="churn", version="3", alias="live", execution_arn=ARN, bucket="b", key="models/churn/3/model.tar.gz",
-        uploaded_at=now, started_at=now, sha256="a" * 64, compressed_bytes=1, uncompressed_bytes=1,
+        uploaded_at=now, upload_order="2026-11-26T00:00:00Z#01#k", started_at=now, sha256="a" * 64,
+        compressed_bytes=1, uncompressed_bytes=1,
         artifact_key="released/churn/" + "a" * 64 + "/model.tar.gz",
         resource_name="churn-3-12345678", smoke_test=[], retain=1, poll_interval_s=1, endpoint_timeout_s=60,
         lock_timeout_s=60, deployment=Deployment(image_uri="img:1", instance_type="ml.m5.large",
@@ -49,41 +51,61 @@ def test_a_retried_create_finds_its_own_resources() -> None:
     assert tags == {"team": "risk", "dropship:stack": "dropship", "dropship:model": "churn",
                     "dropship:version": "3", "dropship:execution": "abc"}  # fmt: skip
     # And deleting them twice is fine: the second time nothing is left to delete
-    assert endpoints.delete("churn-3-12345678") == (["endpoint", "endpoint-config", "model"], [])
-    assert endpoints.delete("churn-3-12345678") == ([], [])
+    assert endpoints.delete("churn-3-12345678") == Deletion(deleted=["endpoint", "endpoint-config", "model"])
+    assert endpoints.delete("churn-3-12345678") == Deletion()
 
 
-def stubbed_status(status: str, created: datetime, reason: str | None = None) -> Endpoints:
+def test_an_endpoint_sagemaker_is_still_creating_is_not_deleted_yet() -> None:
+    # Given an endpoint in Creating (SageMaker refuses DeleteEndpoint then)
     sagemaker = boto3.client("sagemaker", region_name="us-east-1")
     stubber = Stubber(sagemaker)
-    response = {
+    described = {
         "EndpointName": "churn-3-12345678",
         "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/churn-3-12345678",
-        "EndpointStatus": status,
-        "CreationTime": created,
-        "LastModifiedTime": created,
-        **({"FailureReason": reason} if reason else {}),
+        "EndpointStatus": "Creating",
+        "CreationTime": datetime.now(UTC),
+        "LastModifiedTime": datetime.now(UTC),
     }
-    stubber.add_response("describe_endpoint", response, {"EndpointName": "churn-3-12345678"})
-    stubber.activate()
-    return Endpoints(sagemaker)
+    stubber.add_response("describe_endpoint", described, {"EndpointName": "churn-3-12345678"})
+    # When it is deleted, Then nothing is attempted and the status that kept it is reported
+    with stubber:
+        assert Endpoints(sagemaker).delete("churn-3-12345678") == Deletion(busy="Creating")
 
 
-def test_creating_within_the_timeout_keeps_waiting() -> None:
-    now = datetime.now(UTC)
-    assert stubbed_status("Creating", now - timedelta(seconds=30)).check_endpoint(release(), now).status == "Creating"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def test_waiting_past_the_timeout_is_endpoint_timeout() -> None:
-    now = datetime.now(UTC)
-    with pytest.raises(EndpointTimeoutError, match=r"still Creating after 61 s \(EndpointTimeoutSeconds is 60\)"):
-        stubbed_status("Creating", now - timedelta(seconds=61)).check_endpoint(release(), now)
+@pytest.mark.parametrize(
+    ("status", "age_s", "expected"),
+    [
+        ("Creating", 30, None),
+        ("InService", 3600, None),
+        ("Creating", 61, EndpointTimeoutError),
+        ("Failed", 1, EndpointFailedError),
+    ],
+)
+def test_endpoint_outcome(status: EndpointStatus, age_s: int, expected: type[Exception] | None) -> None:
+    outcome = endpoint_outcome("churn-3-1", status, "ping failed", datetime.now(UTC) - timedelta(seconds=age_s), 60)
+    assert outcome is None if expected is None else isinstance(outcome, expected)
 
 
-def test_failed_is_endpoint_failed_with_sagemakers_reason() -> None:
-    endpoints = stubbed_status("Failed", datetime.now(UTC), "The primary container did not pass the ping health check.")
-    with pytest.raises(EndpointFailedError, match="did not pass the ping health check"):
-        endpoints.check_endpoint(release())
+def test_a_failed_endpoint_leads_with_sagemakers_reason() -> None:
+    outcome = endpoint_outcome("churn-3-1", "Failed", "ModuleNotFoundError: No module named 'pandas'", None, 60)
+    assert str(outcome).startswith("ModuleNotFoundError: No module named 'pandas' (endpoint churn-3-1 did not start")
+
+
+def test_a_slow_endpoint_says_which_parameter_to_raise() -> None:
+    outcome = endpoint_outcome("churn-3-1", "Creating", None, datetime.now(UTC) - timedelta(seconds=61), 60)
+    assert "still Creating after 61 s (EndpointTimeoutSeconds is 60)" in str(outcome)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "status"),
+    [("IN_SERVICE", "InService"), ("InService", "InService"), ("FAILED", "Failed"), ("CREATING", "Creating"),
+     ("SYSTEM_UPDATING", "SystemUpdating"), ("OUT_OF_SERVICE", "OutOfService"), ("nonsense", None)],
+)  # fmt: skip
+def test_event_and_api_spellings_of_a_status_are_one(spelling: str, status: str | None) -> None:
+    assert normalise_status(spelling) == status
 
 
 def client_error(code: str, status: int) -> ClientError:

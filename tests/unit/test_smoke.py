@@ -53,4 +53,6 @@ def test_latency_budget() -> None:
 
 def test_failures_are_described_for_people() -> None:
     results = [evaluate(0, sample(), 200, b"1", 1.0), evaluate(1, sample(), 404, json.dumps("x").encode(), 1.0)]
-    assert describe_failures(results).startswith("1 of 2 smoke-test samples failed: sample 1: status 404")
+    assert describe_failures(results).startswith(
+        "1 of 2 smoke-test samples failed: sample 1 of release.json: status 404"
+    )

@@ -14,7 +14,7 @@ from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.cli.report import unknown_model
 from dropship.cli.stack import Stack
-from dropship.history import live_order, parse_stamp, stamp
+from dropship.history import ReleaseRecord, stamp
 from dropship.names import check_model_name
 from dropship.notify import ReleaseEventDetail
 from dropship.release import iso, utc_now
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
     if other is not None:
         raise CliError(f"a release of {model} is in progress ({other}): roll back once it has finished")
     try:  # read the alias and the history under the lock, so no release can move the alias meanwhile
-        releases = table.releases(model)
+        releases = table.records(model)
         current = aliases.get(model, alias)
         if current is None:
             if not releases and not aliases.all_for(model):
@@ -41,15 +41,15 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
         check_in_service(stack.client("sagemaker"), target)
         record = AliasRecord(
             model=model,
-            version=str(target["version"]),
-            endpoint_name=str(target["endpoint_name"]),
-            sha256=str(target.get("sha256", "")),
+            version=target.version,
+            endpoint_name=str(target.endpoint_name),
+            sha256=target.sha256 or "",
             released_at=iso(utc_now()),
-            execution_arn=str(target["execution_arn"]),
+            execution_arn=target.execution_arn,
         )
         aliases.put(alias, record)
         # It is live again from now: retention keeps it, and the next rollback goes back to the current one.
-        table.put_release(model, parse_stamp(str(target["started_at"])), record.execution_arn, live_at=stamp(utc_now()))
+        table.put_release(model, target.started, record.execution_arn, live_at=stamp(utc_now()))
     finally:
         table.release_lock(model, holder)
     stack.notifier().put(
@@ -70,37 +70,37 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
 
 
 def choose_target(
-    model: str, alias: str, current: AliasRecord, releases: list[dict[str, Any]], version: str | None
-) -> dict[str, Any]:
+    model: str, alias: str, current: AliasRecord, releases: list[ReleaseRecord], version: str | None
+) -> ReleaseRecord:
     """The release to point the alias at: ``version``, or the newest one released before the current."""
     retained = [
-        item
-        for item in releases
-        if item.get("endpoint_state") == "active" and item.get("alias") == alias and item.get("endpoint_name")
+        record
+        for record in releases
+        if record.endpoint_state == "active" and record.alias == alias and record.endpoint_name
     ]
     candidates = [
-        item
-        for item in retained
-        if item.get("execution_arn") != current.execution_arn and item.get("endpoint_name") != current.endpoint_name
+        record
+        for record in retained
+        if record.execution_arn != current.execution_arn and record.endpoint_name != current.endpoint_name
     ]
-    candidates.sort(key=live_order, reverse=True)
+    candidates.sort(key=ReleaseRecord.live_order, reverse=True)
     listing = _listing(retained, current)
     if version is not None:
-        chosen = [item for item in candidates if str(item.get("version")) == version]
+        chosen = [record for record in candidates if record.version == version]
         if chosen:
             return chosen[0]
         if version == current.version:
             raise CliError(f"alias {alias} of {model} already points at version {version} ({current.endpoint_name})")
-        if not any(str(item.get("version")) == version for item in releases):
+        if not any(record.version == version for record in releases):
             raise CliError(f"{model} has no release of version {version}; retained versions: {listing}")
         raise CliError(
             f"version {version} of {model} has no running endpoint (retired or failed); retained versions: {listing}"
         )
-    current_item = next((item for item in releases if item.get("execution_arn") == current.execution_arn), None)
-    current_at = live_order(current_item) if current_item else (current.released_at, "")
-    older = [item for item in candidates if live_order(item) < current_at]
+    current_record = next((record for record in releases if record.execution_arn == current.execution_arn), None)
+    current_at = current_record.live_order() if current_record else (current.released_at, "")
+    older = [record for record in candidates if record.live_order() < current_at]
     if not older:
-        newer = ", ".join(_unique(str(item["version"]) for item in candidates))
+        newer = ", ".join(_unique(record.version for record in candidates))
         hint = f" (newer retained versions: {newer}; pick one with --to)" if newer else ""
         raise CliError(
             f"nothing to roll back to: no release of {model} before version {current.version} still has a "
@@ -109,26 +109,26 @@ def choose_target(
     return older[0]
 
 
-def check_in_service(sagemaker: Any, target: dict[str, Any]) -> None:
-    name = target["endpoint_name"]
+def check_in_service(sagemaker: Any, target: ReleaseRecord) -> None:
+    name = target.endpoint_name
     try:
         endpoint = sagemaker.describe_endpoint(EndpointName=name)
     except ClientError as exc:
         if error_code(exc) in ("ValidationException", "ResourceNotFound"):
-            raise CliError(f"the endpoint of version {target['version']} ({name}) no longer exists") from exc
+            raise CliError(f"the endpoint of version {target.version} ({name}) no longer exists") from exc
         raise
     status = endpoint.get("EndpointStatus")
     if status != "InService":
         raise CliError(
-            f"the endpoint of version {target['version']} ({name}) is {status}, not InService: not moving the alias"
+            f"the endpoint of version {target.version} ({name}) is {status}, not InService: not moving the alias"
         )
 
 
-def _listing(retained: list[dict[str, Any]], current: AliasRecord) -> str:
+def _listing(retained: list[ReleaseRecord], current: AliasRecord) -> str:
     names = []
-    for item in sorted(retained, key=live_order):
-        label = str(item["version"])
-        if item.get("execution_arn") == current.execution_arn:
+    for record in sorted(retained, key=ReleaseRecord.live_order):
+        label = record.version
+        if record.execution_arn == current.execution_arn:
             label += " (current)"
         names.append(label)
     return ", ".join(_unique(names)) or "none"

@@ -1,0 +1,91 @@
+"""An emulated AWS account (moto, in process) with the stack's table, bus and alias parameters, for the
+domain logic's tests: real API semantics (conditions, pagination) without a network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from dropship.alias import AliasStore
+from dropship.endpoints import Endpoints
+from dropship.history import ReleaseTable
+from dropship.notify import Notifier
+from dropship.waits import EndpointWaits
+
+TABLE = "releases"
+BUS = "dropship-releases"
+
+
+@dataclass
+class Account:
+    dynamodb: Any
+    sagemaker: Any
+    ssm: Any
+    events: Any
+    sqs: Any
+    stepfunctions: Any
+    queue_url: str
+
+    @property
+    def table(self) -> ReleaseTable:
+        return ReleaseTable(self.dynamodb, TABLE)
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(self.sagemaker)
+
+    @property
+    def aliases(self) -> AliasStore:
+        return AliasStore(self.ssm)
+
+    @property
+    def waits(self) -> EndpointWaits:
+        return EndpointWaits(self.dynamodb, TABLE, self.stepfunctions)
+
+    @property
+    def notifier(self) -> Notifier:
+        return Notifier(self.events, BUS)
+
+    def events_put(self) -> list[dict[str, Any]]:
+        """Every dropship event put on the bus so far (drained)."""
+        import json
+
+        found = []
+        while messages := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for message in messages:
+                found.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+
+@pytest.fixture
+def account() -> Iterator[Account]:
+    with mock_aws():
+        region = {"region_name": "us-east-1"}
+        dynamodb = boto3.client("dynamodb", **region)
+        dynamodb.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        )
+        events, sqs = boto3.client("events", **region), boto3.client("sqs", **region)
+        events.create_event_bus(Name=BUS)
+        queue_url = sqs.create_queue(QueueName="events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="all", EventBusName=BUS, EventPattern='{"source": ["dropship"]}')
+        events.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "q", "Arn": queue_arn}])
+        yield Account(
+            dynamodb=dynamodb,
+            sagemaker=boto3.client("sagemaker", **region),
+            ssm=boto3.client("ssm", **region),
+            events=events,
+            sqs=sqs,
+            stepfunctions=boto3.client("stepfunctions", **region),
+            queue_url=queue_url,
+        )
