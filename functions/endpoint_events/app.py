@@ -48,6 +48,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.warning("unknown endpoint status", extra={"status": change.status})
             return {"outcome": f"unknown status {change.status}"}
         outcome = steps.on_endpoint_status(endpoints, waits, change.endpoint_name, status, change.failure_reason)
+        logger.info(
+            "endpoint state change", extra={"endpoint_name": change.endpoint_name, "status": status, "outcome": outcome}
+        )
         return {"outcome": outcome}
     if event.get("sweep"):
         return {"swept": steps.sweep(endpoints, waits)}

@@ -56,12 +56,9 @@ class AliasStore:
     def all_for(self, model: str) -> dict[str, AliasRecord]:
         """Every alias of a model, by alias name."""
         path = f"{self.prefix.rstrip('/')}/{model}"
-        found: dict[str, AliasRecord] = {}
-        kwargs: dict[str, Any] = {"Path": path, "Recursive": False}
-        while True:
-            page = self.client.get_parameters_by_path(**kwargs)
-            for parameter in page.get("Parameters", []):
-                found[parameter["Name"].rsplit("/", 1)[-1]] = AliasRecord.model_validate_json(parameter["Value"])
-            if not page.get("NextToken"):
-                return found
-            kwargs["NextToken"] = page["NextToken"]
+        pages = self.client.get_paginator("get_parameters_by_path").paginate(Path=path, Recursive=False)
+        return {
+            parameter["Name"].rsplit("/", 1)[-1]: AliasRecord.model_validate_json(parameter["Value"])
+            for page in pages
+            for parameter in page.get("Parameters", [])
+        }
