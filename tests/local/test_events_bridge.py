@@ -76,16 +76,8 @@ def test_a_named_exception_is_caught_and_fails_the_execution_with_its_name(stack
     assert "cannot process models/fatal/1/model.tar.gz" in execution["cause"]
 
 
-def test_a_target_input_input_path_and_transformer_are_honoured() -> None:
+def test_a_target_input_and_input_path_are_honoured() -> None:
     event = {"id": "1", "detail": {"object": {"key": "k"}}, "source": "aws.s3"}
     assert target_input({"Arn": "a"}, event) == event
     assert target_input({"Arn": "a", "Input": '{"fixed": true}'}, event) == {"fixed": True}
     assert target_input({"Arn": "a", "InputPath": "$.detail.object"}, event) == {"key": "k"}
-    transformed = target_input(
-        {
-            "Arn": "a",
-            "InputTransformer": {"InputPathsMap": {"k": "$.detail.object.key"}, "InputTemplate": '{"key": "<k>"}'},
-        },
-        event,
-    )
-    assert transformed == {"key": "k"}

@@ -167,29 +167,6 @@ def test_missing_model_data_fails_the_endpoint(stack: LocalStack, aws) -> None:
     sm.delete_endpoint(EndpointName="missing-1")
 
 
-def test_update_endpoint_switches_to_the_new_model(stack: LocalStack, aws) -> None:
-    _release(aws, stack, "linear-3", {"model.json": json.dumps({"coef": [1]}).encode()})
-    assert _settled(aws, "linear-3")["EndpointStatus"] == "InService"
-    old_pid = stack.hosting.endpoint_pid(ACCOUNT, REGION, "linear-3")
-    # Given a second model and config
-    _release(aws, stack, "linear-3b", {"model.json": json.dumps({"coef": [10]}).encode()})
-    _settled(aws, "linear-3b")
-    aws("sagemaker").delete_endpoint(EndpointName="linear-3b")
-    # When the first endpoint is updated to the second config
-    aws("sagemaker").update_endpoint(EndpointName="linear-3", EndpointConfigName="linear-3b")
-    described = _settled(aws, "linear-3")
-    # Then it serves the new model from a new process, and the old one is stopped
-    assert described["EndpointStatus"] == "InService"
-    assert described["EndpointConfigName"] == "linear-3b"
-    reply = aws("sagemaker-runtime").invoke_endpoint(
-        EndpointName="linear-3", Body=b"[[2]]", ContentType="application/json"
-    )
-    assert json.loads(reply["Body"].read()) == {"predictions": [20]}
-    with pytest.raises(ProcessLookupError):
-        os.kill(old_pid, 0)
-    aws("sagemaker").delete_endpoint(EndpointName="linear-3")
-
-
 @pytest.mark.skipif(not REAL_SERVE.exists(), reason="container/serve not written yet")
 def test_the_real_container_serves_a_scikit_learn_model(stack: LocalStack, aws, tmp_path: Path) -> None:
     import io

@@ -4,7 +4,8 @@ moto 5.2.5 gaps filled here:
 
 - ``Rule.send_to_targets`` raises ``NotImplementedError`` for a state machine target. -> a target whose
   ARN is ``arn:aws:states:...:stateMachine:...`` starts an execution with the event as input,
-  honouring the target's ``Input``, ``InputPath`` or ``InputTransformer``. Disabled rules deliver nothing.
+  honouring the target's ``Input`` or ``InputPath`` (``InputTransformer`` is not emulated: nothing here
+  uses it). Disabled rules deliver nothing.
 - moto's S3 -> EventBridge event is sent to the rules of *every* bus and its ``detail.object`` has
   ``eTag`` (AWS: ``etag``), ``version-id: null`` on unversioned buckets (AWS: absent) and a constant
   ``sequencer``; ``time`` is a number (AWS: an ISO-8601 string). -> events go to the default bus only,
@@ -23,10 +24,10 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
-
-from dropship.local._patching import Patches
+from unittest import mock
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def as_delivered(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_input(target: dict[str, Any], raw_event: dict[str, Any]) -> Any:
-    """What a target receives: the event, or its ``Input`` (constant JSON), ``InputPath`` or ``InputTransformer``."""
+    """What a target receives: the event as delivered, or the target's ``Input`` (constant JSON) or ``InputPath``."""
     event = as_delivered(raw_event)
     if target.get("Input"):
         return json.loads(target["Input"])
@@ -74,16 +75,6 @@ def target_input(target: dict[str, Any], raw_event: dict[str, Any]) -> Any:
 
         matches = parse(target["InputPath"]).find(event)
         return matches[0].value if matches else None
-    transformer = target.get("InputTransformer")
-    if transformer:
-        from moto.events.utils import EventTemplateParser
-
-        with_ingestion_time: Any = {**event, "ingestion-time": raw_event.get("ingestion-time", time.time())}
-        return EventTemplateParser.parse(
-            input_template=transformer.get("InputTemplate"),
-            input_paths_map=transformer.get("InputPathsMap", {}),
-            event=with_ingestion_time,
-        )
     return event
 
 
@@ -106,7 +97,7 @@ def start_execution_for(target: dict[str, Any], event: dict[str, Any]) -> str:
     return str(execution.execution_arn)
 
 
-def install(patches: Patches) -> None:
+def install(patches: ExitStack) -> None:
     """Patch moto's EventBridge rule delivery and S3's EventBridge notifications."""
     from moto.events.models import Rule
     from moto.s3 import notifications
@@ -130,7 +121,7 @@ def install(patches: Patches) -> None:
             rest.targets = other_targets
             original_send(rest, original_event, transform_input)
 
-    patches.replace(Rule, "send_to_targets", send_to_targets)
+    patches.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
 
     def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
         try:
@@ -177,4 +168,4 @@ def install(patches: Patches) -> None:
         except Exception:  # S3 never fails the upload because of its notifications
             log.exception("S3 EventBridge notification for s3://%s/%s failed", bucket.name, key.name)
 
-    patches.replace(notifications, "_send_event_bridge_message", send_event_bridge_message)
+    patches.enter_context(mock.patch.object(notifications, "_send_event_bridge_message", send_event_bridge_message))

@@ -9,9 +9,6 @@ moto 5.2.5 marks an endpoint ``InService`` at once, has no ``UpdateEndpoint`` an
   model's ``Environment``. ``GET /ping`` answering 200 makes it ``InService``; the process exiting or
   not becoming healthy within ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it
   ``Failed`` with the tail of its log as ``FailureReason``.
-- ``UpdateEndpoint`` (added) sets ``Updating``, starts the new configuration beside the old one and
-  switches over once it is healthy; if it fails, the old one keeps serving and the endpoint returns to
-  ``InService`` with the ``FailureReason`` of the attempt (as SageMaker rolls back a failed update).
 - ``DeleteEndpoint`` stops the process (SIGTERM to its process group, SIGKILL after a grace period) and
   removes its model directory.
 - ``InvokeEndpoint`` forwards body, ``ContentType``, ``Accept`` and ``CustomAttributes`` to
@@ -37,15 +34,16 @@ import tarfile
 import threading
 import time
 import weakref
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import unquote, urlparse
 
 import requests
 
-from dropship.local._patching import Patches
 from dropship.local.ports import free_port
 
 log = logging.getLogger(__name__)
@@ -136,11 +134,9 @@ class EndpointHost:
         _hosts.add(self)
 
     # -- moto seam ----------------------------------------------------------------------------------
-    def install(self, patches: Patches) -> None:
-        from moto.core.responses import ActionResult
+    def install(self, patches: ExitStack) -> None:
         from moto.sagemaker.exceptions import ValidationError
         from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
-        from moto.sagemaker.responses import SageMakerResponse
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
         host = self
@@ -153,24 +149,8 @@ class EndpointHost:
                 raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
             endpoint = original_create(backend, endpoint_name, endpoint_config_name, tags)
             host._set_status(backend, endpoint, "Creating")
-            host._launch(backend, endpoint, endpoint_config_name, updating=False)
+            host._launch(backend, endpoint, endpoint_config_name)
             return endpoint
-
-        def update_endpoint(backend: Any, endpoint_name: str, endpoint_config_name: str) -> str:
-            endpoint = backend.endpoints.get(endpoint_name)
-            if endpoint is None:
-                arn = FakeEndpoint.arn_formatter(endpoint_name, backend.account_id, backend.region_name)
-                raise ValidationError(message=f'Could not find endpoint "{arn}".')
-            if endpoint.endpoint_status != "InService":
-                raise ValidationError(
-                    message=f'Cannot update in-progress endpoint "{endpoint.arn}".'
-                    if endpoint.endpoint_status in ("Creating", "Updating", "Deleting")
-                    else f'Cannot update endpoint "{endpoint.arn}" in status {endpoint.endpoint_status}.'
-                )
-            backend.describe_endpoint_config(endpoint_config_name)  # ValidationError when unknown
-            host._set_status(backend, endpoint, "Updating")
-            host._launch(backend, endpoint, endpoint_config_name, updating=True)
-            return str(endpoint.arn)
 
         def delete_endpoint(backend: Any, endpoint_name: str) -> None:
             endpoint = backend.endpoints.get(endpoint_name)
@@ -179,23 +159,18 @@ class EndpointHost:
                 host._put_event(backend, endpoint, "Deleting")
             host._terminate((backend.account_id, backend.region_name, endpoint_name))
 
-        def update_endpoint_action(response: Any) -> Any:
-            arn = response.sagemaker_backend.update_endpoint(
-                response._get_param("EndpointName"), response._get_param("EndpointConfigName")
-            )
-            return ActionResult({"EndpointArn": arn})
-
         def invoke_endpoint_action(response: Any) -> Any:
             name = unquote(response.path.split("/")[2])
             return host.invoke(response.current_account, response.region, name, response.raw_body, response.headers)
 
-        patches.replace(SageMakerModelBackend, "create_endpoint", create_endpoint)
-        patches.replace(SageMakerModelBackend, "update_endpoint", update_endpoint)
-        patches.replace(SageMakerModelBackend, "delete_endpoint", delete_endpoint)
-        patches.replace(SageMakerResponse, "update_endpoint", update_endpoint_action)
-        patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint_action)
-        # moto decodes request bodies as UTF-8 unless told not to: NPY or image payloads are binary.
-        patches.replace(SageMakerRuntimeResponse, "use_raw_body", True)
+        for owner, name, value in (
+            (SageMakerModelBackend, "create_endpoint", create_endpoint),
+            (SageMakerModelBackend, "delete_endpoint", delete_endpoint),
+            (SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint_action),
+            # moto decodes request bodies as UTF-8 unless told not to: NPY or image payloads are binary.
+            (SageMakerRuntimeResponse, "use_raw_body", True),
+        ):
+            patches.enter_context(mock.patch.object(owner, name, value))
 
     # -- status and events --------------------------------------------------------------------------
     def _set_status(self, backend: Any, endpoint: Any, status: str, failure_reason: str | None = None) -> None:
@@ -233,61 +208,42 @@ class EndpointHost:
             log.exception("could not put the state change event for %s", endpoint.endpoint_name)
 
     # -- starting -----------------------------------------------------------------------------------
-    def _launch(self, backend: Any, endpoint: Any, config_name: str, *, updating: bool) -> None:
+    def _launch(self, backend: Any, endpoint: Any, config_name: str) -> None:
         key = (backend.account_id, backend.region_name, endpoint.endpoint_name)
+        record = _Endpoint(backend.account_id, backend.region_name, endpoint.endpoint_name)
         with self._lock:
-            record = self._endpoints.get(key)
-            if record is None or not updating:
-                record = _Endpoint(backend.account_id, backend.region_name, endpoint.endpoint_name)
-                self._endpoints[key] = record
+            self._endpoints[key] = record
         thread = threading.Thread(
             target=self._bring_up,
-            args=(backend, endpoint, record, config_name, updating),
+            args=(backend, endpoint, record, config_name),
             name=f"endpoint-{endpoint.endpoint_name}",
             daemon=True,
         )
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
-    def _bring_up(self, backend: Any, endpoint: Any, record: _Endpoint, config_name: str, updating: bool) -> None:
+    def _bring_up(self, backend: Any, endpoint: Any, record: _Endpoint, config_name: str) -> None:
         server: _Server | None = None
         try:
             server = self._prepare(backend, endpoint.endpoint_name, config_name)
             record.starting = server
             self._start_and_wait(server, record.cancelled)
-        except EndpointFailure as exc:
-            if record.cancelled.is_set():
-                return
+        except Exception as exc:  # EndpointFailure, or a bug here: either must still end the Creating state
+            if not isinstance(exc, EndpointFailure):
+                log.exception("endpoint %s: unexpected error", endpoint.endpoint_name)
             if server is not None:
                 server.stop()
             record.starting = None
-            reason = str(exc)[:1024]
-            log.warning("endpoint %s failed: %s", endpoint.endpoint_name, reason)
-            if updating:
-                self._set_status(backend, endpoint, "InService", reason)
-            else:
-                self._set_status(backend, endpoint, "Failed", reason)
-            return
-        except Exception as exc:  # a bug here must still end the Creating state
-            log.exception("endpoint %s: unexpected error", endpoint.endpoint_name)
-            if server is not None:
-                server.stop()
             if not record.cancelled.is_set():
-                self._set_status(backend, endpoint, "InService" if updating else "Failed", f"InternalFailure: {exc}")
+                reason = str(exc) if isinstance(exc, EndpointFailure) else f"InternalFailure: {exc}"
+                log.warning("endpoint %s failed: %s", endpoint.endpoint_name, reason)
+                self._set_status(backend, endpoint, "Failed", reason[:1024])
             return
         if record.cancelled.is_set():
             server.stop()
             return
-        previous = record.serving
         record.serving, record.starting = server, None
-        if updating:
-            endpoint.endpoint_config_name = config_name
-            endpoint.production_variants = endpoint._process_production_variants(
-                backend.endpoint_configs[config_name].production_variants
-            )
         self._set_status(backend, endpoint, "InService")
-        if previous is not None:
-            previous.stop()
 
     def _prepare(self, backend: Any, endpoint_name: str, config_name: str) -> _Server:
         config = backend.endpoint_configs.get(config_name)
@@ -377,7 +333,7 @@ class EndpointHost:
         record = self._endpoints.get((account_id, region, name))
         if endpoint is None:
             return _client_error(400, "ValidationError", f"Endpoint {name} of account {account_id} not found.")
-        if endpoint.endpoint_status not in ("InService", "Updating") or record is None or record.serving is None:
+        if endpoint.endpoint_status != "InService" or record is None or record.serving is None:
             return _client_error(
                 400,
                 "ValidationError",

@@ -21,11 +21,12 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
-from dropship.local._patching import Patches
 from dropship.local.deploy import DeployedFunction
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class LambdaRuntime:
         return self.log_dir / f"{function_name}.log"
 
     # -- moto seam ----------------------------------------------------------------------------------
-    def install(self, patches: Patches) -> None:
+    def install(self, patches: ExitStack) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
         runtime = self
@@ -226,7 +227,7 @@ class LambdaRuntime:
             response_headers["Content-Length"] = str(len(payload))
             return payload
 
-        patches.replace(LambdaSimpleBackend, "invoke", invoke)
+        patches.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
 
     # -- invocation ---------------------------------------------------------------------------------
     def _config(self, fn: Any) -> _WorkerConfig:

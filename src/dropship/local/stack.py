@@ -16,13 +16,13 @@ import os
 import shutil
 import tempfile
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import requests
 
-from dropship.local._patching import Patches
 from dropship.local.deploy import DEFAULT_STACK_NAME, Deployment, deploy_template, load_template
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class LocalStack:
         self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="dropship-local-"))
         self.deployment: Deployment | None = None
         self._server: Any = None
-        self._patches = Patches()
+        self._patches = ExitStack()
         self._lambda: Any = None
         self._hosting: Any = None
         self._previous_moto_port: str | None = None
@@ -203,7 +203,7 @@ class LocalStack:
                 except Exception:  # a server that failed to bind has nothing to stop
                     log.debug("moto server stop failed", exc_info=True)
                 self._server = None
-            self._patches.undo()
+            self._patches.close()
             if self._moto_port_set:
                 if self._previous_moto_port is None:
                     os.environ.pop("MOTO_PORT", None)
