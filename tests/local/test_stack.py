@@ -14,9 +14,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dropship.local import LocalStack, free_port
+from dropship.local import LocalStack, free_port, paths
 from dropship.local.__main__ import READY_PREFIX
-from tests.local.conftest import wait_until
+from dropship.local.processes import leftovers, read_records
+from tests.local.conftest import await_exit, group_of, wait_until
+from tests.local.sample_project import model_tarball
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -92,3 +94,102 @@ def test_a_port_in_use_is_a_one_line_error(stack: LocalStack, sample_project: Pa
     assert process.returncode == 1
     assert "cannot serve on 127.0.0.1:" in stderr
     assert time.monotonic() - started < 30
+
+
+def _started(args: list[str]) -> tuple[subprocess.Popen[str], str, dict]:
+    """``python -m dropship.local ARGS`` once it printed its ready line: (process, endpoint URL, outputs)."""
+    process = _run_module(*args)
+    line = _read_line(process, 90)
+    if not line.startswith(READY_PREFIX):
+        process.kill()
+        raise AssertionError(line + (process.stderr.read() if process.stderr else ""))
+    url, outputs_json = line[len(READY_PREFIX) :].split(maxsplit=1)
+    return process, url, json.loads(outputs_json)
+
+
+def _client(url: str, service: str):
+    return boto3.client(
+        service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    )
+
+
+def _create_endpoint(url: str, outputs: dict, name: str, environment: dict) -> None:
+    _client(url, "s3").put_object(
+        Bucket=outputs["BucketName"], Key=f"{name}.tar.gz", Body=model_tarball({"model.json": b'{"coef": [1]}'})
+    )
+    sm = _client(url, "sagemaker")
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        PrimaryContainer={
+            "Image": "local/serve",
+            "ModelDataUrl": f"s3://{outputs['BucketName']}/{name}.tar.gz",
+            "Environment": environment,
+        },
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_until(lambda: sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService", 60)
+
+
+def test_a_stack_killed_with_sigkill_leaves_no_process(sample_project: Path, tmp_path: Path) -> None:
+    # Given a stack with an endpoint whose server forked a worker, and a warm Lambda worker
+    state = tmp_path / "state"
+    process, url, outputs = _started(
+        ["--port", str(free_port()), "--project-dir", str(sample_project), "--state-dir", str(state)]
+    )
+    try:
+        _create_endpoint(url, outputs, "tree", {"FORK_WORKER": "1"})
+        reply = _client(url, "lambda").invoke(FunctionName=outputs["WorkFunctionName"], Payload=b"{}")
+        worker = json.loads(reply["Payload"].read())["pid"]
+        (endpoint,) = [r.pid for r in read_records(state / "run" / "processes") if r.kind == "endpoint"]
+        tree = wait_until(lambda: len(group_of(endpoint)) == 2 and group_of(endpoint), 10)
+
+        # When the stack is killed with SIGKILL (a crash, an OOM kill: none of its own clean-up runs)
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # Then the endpoint server, the worker it forked and the Lambda worker all end
+    await_exit([*tree, worker])
+    assert leftovers(state / "run" / "processes") == {}
+
+
+def test_logs_survive_the_stack_and_the_next_start_clears_them(sample_project: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    args = ["--port", str(free_port()), "--project-dir", str(sample_project), "--state-dir", str(state)]
+    # Given a stack started with a state dir that ran a function and an endpoint
+    process, url, outputs = _started(args)
+    try:
+        function = outputs["WorkFunctionName"]
+        _client(url, "lambda").invoke(FunctionName=function, Payload=json.dumps({"mode": "ok"}).encode())
+        _create_endpoint(url, outputs, "logged", {})
+        # When it is stopped
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # Then the function's and the endpoint's logs are where `dropship logs` reads them; the working files are gone
+    assert 'event: {"mode": "ok"}' in paths.lambda_log(function, paths.logs_dir(state)).read_text()
+    assert "serving on" in paths.endpoint_log("logged", paths.logs_dir(state)).read_text()
+    assert not paths.run_dir(state).exists()
+
+    # When the next stack starts, Then the last logs are cleared
+    process, _, _ = _started(args)
+    try:
+        assert not paths.endpoint_log("logged", paths.logs_dir(state)).exists()
+        assert not paths.lambda_log(function, paths.logs_dir(state)).exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
