@@ -1,11 +1,23 @@
-"""EventBridge seams: Step Functions targets, and S3 "Object Created" events shaped as AWS sends them.
+"""EventBridge seams: Step Functions and Lambda targets, and the events AWS services put that moto does not.
 
 moto 5.2.5 gaps filled here:
 
-- ``Rule.send_to_targets`` raises ``NotImplementedError`` for a state machine target. -> a target whose
-  ARN is ``arn:aws:states:...:stateMachine:...`` starts an execution with the event as input,
-  honouring the target's ``Input`` or ``InputPath`` (``InputTransformer`` is not emulated: nothing here
-  uses it). Disabled rules deliver nothing.
+- ``Rule.send_to_targets`` raises ``NotImplementedError`` for a state machine target and does nothing for
+  a Lambda function target. -> a state machine target starts an execution with the event as input; a
+  function target (``arn:aws:lambda:...:function:...``) is invoked asynchronously (``Event``) through the
+  local Lambda runtime, so the real handler runs, as EventBridge invokes functions. Both honour the
+  target's ``Input`` or ``InputPath`` (``InputTransformer`` is not emulated: nothing here uses it).
+  Disabled rules deliver nothing.
+- moto's Step Functions puts no ``Step Functions Execution Status Change`` events. -> every status change
+  of a Standard workflow execution (``RUNNING`` at start, then ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT``
+  when the definition's ``TimeoutSeconds`` passes (moto enforces it), ``ABORTED`` on ``StopExecution``)
+  puts one on the default bus, with the detail AWS documents (``executionArn``, ``stateMachineArn``,
+  ``name``, ``status``, ``startDate``, ``stopDate`` in epoch milliseconds, ``input``, ``output``,
+  ``inputDetails``, ``outputDetails``, ``error``, ``cause``). Express workflows put none, as in AWS.
+- moto's executing Step Functions backend names an execution started without a name ``None`` (a second
+  one then collides). -> a UUID, as AWS does.
+- moto delivers events to SQS queues without their ``account`` (its default input template leaves it
+  out). -> targets without an ``InputTransformer`` get the whole event, as AWS delivers it.
 - moto's S3 -> EventBridge event is sent to the rules of *every* bus and its ``detail.object`` has
   ``eTag`` (AWS: ``etag``), ``version-id: null`` on unversioned buckets (AWS: absent) and a constant
   ``sequencer``; ``time`` is a number (AWS: an ISO-8601 string). -> events go to the default bus only,
@@ -78,9 +90,14 @@ def target_input(target: dict[str, Any], raw_event: dict[str, Any]) -> Any:
     return event
 
 
-def _is_state_machine(arn: str) -> bool:
+def _arn_kind(arn: str) -> str | None:
+    """``"stateMachine"`` or ``"function"`` for the targets delivered here, else None (moto delivers it)."""
     parts = arn.split(":")
-    return len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine"
+    if len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine":
+        return "stateMachine"
+    if len(parts) >= 7 and parts[2] == "lambda" and parts[5] == "function":
+        return "function"
+    return None
 
 
 def start_execution_for(target: dict[str, Any], event: dict[str, Any]) -> str:
@@ -97,8 +114,25 @@ def start_execution_for(target: dict[str, Any], event: dict[str, Any]) -> str:
     return str(execution.execution_arn)
 
 
+def invoke_function_for(target: dict[str, Any], event: dict[str, Any]) -> None:
+    """Invoke the target function asynchronously with the event, through the local Lambda runtime."""
+    from moto.awslambda.utils import get_backend
+
+    arn = target["Arn"]
+    parts = arn.split(":")
+    region, account, name = parts[3], parts[4], parts[6]
+    qualifier = parts[7] if len(parts) > 7 else None
+    get_backend(account, region).invoke(
+        name, qualifier, json.dumps(target_input(target, event)), {"X-Amz-Invocation-Type": "Event"}, {}
+    )
+    log.info("event %s (%s) invoked %s", event.get("id"), event.get("detail-type"), arn)
+
+
+_DELIVER = {"stateMachine": start_execution_for, "function": invoke_function_for}
+
+
 def install(patches: ExitStack) -> None:
-    """Patch moto's EventBridge rule delivery and S3's EventBridge notifications."""
+    """Patch moto's EventBridge rule delivery, S3's EventBridge notifications and Step Functions executions."""
     from moto.events.models import Rule
     from moto.s3 import notifications
 
@@ -109,17 +143,30 @@ def install(patches: ExitStack) -> None:
             return
         if not self.event_pattern.matches_event(original_event):
             return
-        machine_targets = [t for t in self.targets if _is_state_machine(t.get("Arn", ""))]
-        other_targets = [t for t in self.targets if not _is_state_machine(t.get("Arn", ""))]
-        for target in machine_targets:
+        other_targets = []
+        for target in self.targets:
+            kind = _arn_kind(target.get("Arn", ""))
+            if kind is None:
+                other_targets.append(target)
+                continue
             try:
-                start_execution_for(target, original_event)
+                _DELIVER[kind](target, original_event)
             except Exception:  # delivery is asynchronous in AWS: the sender never sees target failures
-                log.exception("rule %s: could not start %s", self.name, target.get("Arn"))
-        if other_targets:
-            rest = copy.copy(self)
-            rest.targets = other_targets
-            original_send(rest, original_event, transform_input)
+                log.exception("rule %s: could not deliver to %s", self.name, target.get("Arn"))
+        # moto's default input template drops `account` (and keeps `ingestion-time`): a target without an
+        # InputTransformer gets the event as AWS delivers it; moto renders `time` for the queue or log group.
+        plain = [t for t in other_targets if not t.get("InputTransformer")]
+        transformed = [t for t in other_targets if t.get("InputTransformer")]
+        event = {k: v for k, v in original_event.items() if k != "ingestion-time"}
+        deliveries: list[tuple[list[Any], Any, bool]] = [
+            (plain, event, False),
+            (transformed, original_event, transform_input),
+        ]
+        for targets, delivered, transform in deliveries:
+            if targets:
+                rest = copy.copy(self)
+                rest.targets = targets
+                original_send(rest, delivered, transform)
 
     patches.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
 
@@ -169,3 +216,82 @@ def install(patches: ExitStack) -> None:
             log.exception("S3 EventBridge notification for s3://%s/%s failed", bucket.name, key.name)
 
     patches.enter_context(mock.patch.object(notifications, "_send_event_bridge_message", send_event_bridge_message))
+
+    _install_execution_events(patches)
+
+
+# --------------------------------------------------------------------------------------------------
+# Step Functions Execution Status Change
+
+
+def _epoch_ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def execution_status_detail(execution: Any, status: str) -> dict[str, Any]:
+    """``detail`` of a ``Step Functions Execution Status Change`` event: DescribeExecution's fields."""
+    machine = execution.state_machine
+    succeeded = status == "SUCCEEDED"
+    return {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": getattr(machine, "source_arn", None) or machine.arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": None if status == "RUNNING" else _epoch_ms(execution.stop_date),
+        "input": json.dumps(execution.input_data, separators=(",", ":")),
+        "inputDetails": {"included": True},
+        "output": json.dumps(execution.output, separators=(",", ":")) if succeeded else None,
+        "outputDetails": {"included": True} if succeeded else None,
+        "error": execution.error,
+        "cause": execution.cause,
+    }
+
+
+def put_execution_status_change(execution: Any, status: str) -> None:
+    """Put the event on the execution's default bus, as Step Functions does for Standard workflows."""
+    from moto.events.models import events_backends
+
+    # moto keeps the workflow type in `type` (its `sm_type` always says STANDARD)
+    if str(getattr(execution.state_machine, "type", "STANDARD")) != "STANDARD":
+        return
+    try:
+        events_backends[execution.account_id][execution.region_name].put_events(
+            [
+                {
+                    "Source": "aws.states",
+                    "DetailType": "Step Functions Execution Status Change",
+                    "Detail": json.dumps(execution_status_detail(execution, status)),
+                    "Resources": [execution.exec_arn],
+                }
+            ]
+        )
+    except Exception:  # best effort, as in AWS: the execution never fails because of its event
+        log.exception("could not put the status change event of %s", execution.exec_arn)
+
+
+def _install_execution_events(patches: ExitStack) -> None:
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_start = Execution.start
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+    original_start_execution = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # StartExecution without a name gets a UUID, as in AWS (moto's executing backend keeps None, so a
+        # second unnamed execution would collide with the first).
+        return original_start_execution(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    def start(self: Any) -> None:
+        put_execution_status_change(self, "RUNNING")  # before the worker runs: RUNNING always comes first
+        original_start(self)
+
+    def terminated(self: Any) -> None:
+        original_terminated(self)
+        status = self.execution.exec_status
+        put_execution_status_change(self.execution, str(getattr(status, "value", status)))
+
+    patches.enter_context(mock.patch.object(StepFunctionsParserBackend, "start_execution", start_execution))
+    patches.enter_context(mock.patch.object(Execution, "start", start))
+    patches.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated))
