@@ -226,3 +226,24 @@ def test_express_workflows_put_no_status_events(stack: LocalStack, aws) -> None:
     later = _upload_and_wait(aws, stack, "models/after-express/1/model.tar.gz")
     _statuses(aws, stack, later["executionArn"], 2)
     assert _status_changes(aws, stack, execution_arn) == []
+
+
+def test_a_throttled_task_fails_as_lambda_too_many_requests(stack: LocalStack, aws) -> None:
+    from dropship.local.lambda_runtime import Limits
+
+    # Given the flow's function may not run at all (reserved concurrency 0) and throttling is immediate
+    name = stack.outputs["WorkFunctionName"]
+    runtime = stack.lambda_runtime
+    original = runtime.limits
+    aws("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    runtime.limits = Limits(account=original.account, function=original.function, throttle_wait_s=0)
+    try:
+        # When an upload starts the flow
+        execution = _upload_and_wait(aws, stack, "models/throttled/1/model.tar.gz")
+    finally:
+        runtime.limits = original
+        aws("lambda").delete_function_concurrency(FunctionName=name)
+    # Then Step Functions names the error as it names Lambda's 429 (what the release state machine retries)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "Lambda.TooManyRequestsException"
+    assert "Rate Exceeded." in execution["cause"]
