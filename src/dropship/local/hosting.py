@@ -177,6 +177,8 @@ class _Endpoint:
     serving: _Server | None = None
     starting: _Server | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # Held while a status follows from a server change: "in service" and "its process exited" never cross.
+    status_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class EndpointHost:
@@ -303,13 +305,15 @@ class EndpointHost:
                 log.warning("endpoint %s failed: %s", endpoint.endpoint_name, reason)
                 self._set_status(backend, endpoint, "Failed", reason[:FAILURE_REASON_MAX])
             return
-        with self._lock:
-            if not record.cancelled.is_set():
+        with record.status_lock:
+            if not record.cancelled.is_set() and server.process.poll() is None:
                 record.serving, record.starting = server, None
-        if record.serving is not server:  # deleted while it started
+                self._set_status(backend, endpoint, "InService")
+                return
+        if record.cancelled.is_set():  # deleted while it started
             self._stop_server(server)
-            return
-        self._set_status(backend, endpoint, "InService")
+        else:  # exited the moment it passed the health check: the next ping would have failed
+            self._bring_up_failed(backend, endpoint, record, server, code=server.process.returncode)
 
     def _prepare(self, backend: Any, endpoint_name: str, config_name: str) -> _Server:
         config = backend.endpoint_configs.get(config_name)
@@ -388,17 +392,26 @@ class EndpointHost:
     def _exited(self, backend: Any, endpoint: Any, record: _Endpoint, server: _Server, code: int) -> None:
         """The watcher saw a container exit: an in-service endpoint has failed (a starting one is handled
         by its start-up loop)."""
-        with self._lock:
+        with record.status_lock:
             if record.cancelled.is_set() or record.serving is not server:
                 return
             record.serving = None
-        reason = server.reason(
-            f"The primary container for production variant {server.variant_name} exited unexpectedly "
-            f"({describe_exit(code)}) while the endpoint was in service."
-        )
-        log.warning("endpoint %s failed: %s", server.endpoint_name, reason)
-        self._set_status(backend, endpoint, "Failed", reason)
+            reason = server.reason(
+                f"The primary container for production variant {server.variant_name} exited unexpectedly "
+                f"({describe_exit(code)}) while the endpoint was in service."
+            )
+            log.warning("endpoint %s failed: %s", server.endpoint_name, reason)
+            self._set_status(backend, endpoint, "Failed", reason)
         self._stop_server(server)
+
+    def _bring_up_failed(self, backend: Any, endpoint: Any, record: _Endpoint, server: _Server, code: int) -> None:
+        reason = server.reason(
+            f"The primary container for production variant {server.variant_name} exited "
+            f"({describe_exit(code)}) just after passing the ping health check."
+        )
+        self._stop_server(server)
+        record.starting = None
+        self._set_status(backend, endpoint, "Failed", reason)
 
     # -- invoking -----------------------------------------------------------------------------------
     def invoke(
@@ -453,9 +466,10 @@ class EndpointHost:
         return record
 
     def _stop_servers(self, record: _Endpoint) -> None:
-        for server in (record.starting, record.serving):
-            if server is not None:
-                self._stop_server(server)
+        with record.status_lock:
+            servers = [server for server in (record.starting, record.serving) if server is not None]
+        for server in servers:
+            self._stop_server(server)
 
     def _stop_server(self, server: _Server) -> None:
         if server.process is not None:
