@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tests.local.conftest import await_exit, group_of, wait_until
 from tests.local.sample_project import model_tarball
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+REAL_CONTAINER = Path(__file__).resolve().parents[2] / "container"
 
 
 def _read_line(process: subprocess.Popen[str], timeout_s: float) -> str:
@@ -113,9 +115,11 @@ def _client(url: str, service: str):
     )
 
 
-def _create_endpoint(url: str, outputs: dict, name: str, environment: dict) -> None:
+def _create_endpoint(url: str, outputs: dict, name: str, environment: dict, files: dict | None = None) -> None:
     _client(url, "s3").put_object(
-        Bucket=outputs["BucketName"], Key=f"{name}.tar.gz", Body=model_tarball({"model.json": b'{"coef": [1]}'})
+        Bucket=outputs["BucketName"],
+        Key=f"{name}.tar.gz",
+        Body=model_tarball(files or {"model.json": b'{"coef": [1]}'}),
     )
     sm = _client(url, "sagemaker")
     sm.create_model(
@@ -137,14 +141,31 @@ def _create_endpoint(url: str, outputs: dict, name: str, environment: dict) -> N
     wait_until(lambda: sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService", 60)
 
 
+ECHO_INFERENCE = b"""
+import json
+
+
+def model_fn(model_dir):
+    return "echo"
+
+
+def transform_fn(model, body, content_type, accept):
+    return json.dumps({"echo": json.loads(body)}), "application/json"
+"""
+
+
 def test_a_stack_killed_with_sigkill_leaves_no_process(sample_project: Path, tmp_path: Path) -> None:
-    # Given a stack with an endpoint whose server forked a worker, and a warm Lambda worker
+    # Given a project serving endpoints with the real inference container (gunicorn: a master forking workers)
+    project = tmp_path / "project"
+    shutil.copytree(sample_project, project, ignore=shutil.ignore_patterns("container"))
+    (project / "container").symlink_to(REAL_CONTAINER, target_is_directory=True)
+    # And a stack with such an endpoint and a warm Lambda worker
     state = tmp_path / "state"
     process, url, outputs = _started(
-        ["--port", str(free_port()), "--project-dir", str(sample_project), "--state-dir", str(state)]
+        ["--port", str(free_port()), "--project-dir", str(project), "--state-dir", str(state)]
     )
     try:
-        _create_endpoint(url, outputs, "tree", {"FORK_WORKER": "1"})
+        _create_endpoint(url, outputs, "tree", {}, {"code/inference.py": ECHO_INFERENCE})
         reply = _client(url, "lambda").invoke(FunctionName=outputs["WorkFunctionName"], Payload=b"{}")
         worker = json.loads(reply["Payload"].read())["pid"]
         (endpoint,) = [r.pid for r in read_records(state / "run" / "processes") if r.kind == "endpoint"]
@@ -158,7 +179,7 @@ def test_a_stack_killed_with_sigkill_leaves_no_process(sample_project: Path, tmp
             process.kill()
             process.wait()
 
-    # Then the endpoint server, the worker it forked and the Lambda worker all end
+    # Then gunicorn's master, the worker it forked and the Lambda worker all end
     await_exit([*tree, worker])
     assert leftovers(state / "run" / "processes") == {}
 
