@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dropship.local import LocalStack
-from dropship.local.hosting import STARTUP_DELAY_ENV, endpoint_environment, event_status
+from dropship.local.hosting import endpoint_environment, event_status
 from tests.local.conftest import await_exit, group_of, wait_until
 from tests.local.documented import assert_shaped_like, documented
 from tests.local.sample_project import model_tarball
@@ -334,8 +334,8 @@ def test_the_model_chooses_its_number_of_server_workers(tmp_path: Path) -> None:
 
 
 def test_a_start_up_delay_keeps_the_endpoint_creating(stack: LocalStack, aws, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given endpoints are set to take at least 1.5 s to start
-    monkeypatch.setenv(STARTUP_DELAY_ENV, "1.5")
+    # Given endpoints are set to take at least 1.5 s to start (DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY)
+    monkeypatch.setattr(stack.hosting, "startup_delay_s", 1.5)
     started = time.monotonic()
     _release(aws, stack, "slow-1", {"model.json": json.dumps({"coef": [1]}).encode()})
     # Then no process runs during the delay, and the endpoint comes into service after it

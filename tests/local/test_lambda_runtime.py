@@ -136,7 +136,7 @@ def handler(event, context):
 """
 
 
-def _echo_runtime(tmp_path: Path, limits=None):
+def _echo_runtime(tmp_path: Path, limits=None, idle_timeout_s: float = 300.0):
     """A runtime (no server needed) with one function ``echo``; returns it, its supervisor and a moto-like fn."""
     from types import SimpleNamespace
 
@@ -153,6 +153,7 @@ def _echo_runtime(tmp_path: Path, limits=None):
         log_dir=tmp_path / "logs",
         supervisor=supervisor,
         limits=limits,
+        idle_timeout_s=idle_timeout_s,
     )
     runtime.register({"echo": DeployedFunction("echo", "Echo", tmp_path / "code", "app.handler")})
     fn = SimpleNamespace(
@@ -167,12 +168,9 @@ def _echo_runtime(tmp_path: Path, limits=None):
     return runtime, supervisor, fn
 
 
-def test_idle_workers_are_reclaimed(tmp_path: Path, monkeypatch) -> None:
+def test_idle_workers_are_reclaimed(tmp_path: Path) -> None:
     # Given a runtime whose workers are reclaimed after 0.3 s idle
-    from dropship.local.lambda_runtime import IDLE_TIMEOUT_ENV
-
-    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "0.3")
-    runtime, supervisor, fn = _echo_runtime(tmp_path)
+    runtime, supervisor, fn = _echo_runtime(tmp_path, idle_timeout_s=0.3)
     try:
         # When it is invoked once
         headers: dict[str, str] = {}

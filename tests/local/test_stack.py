@@ -214,3 +214,31 @@ def test_logs_survive_the_stack_and_the_next_start_clears_them(sample_project: P
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+
+
+def test_settings_come_from_the_environment_and_bad_ones_are_named() -> None:
+    from dropship.local.settings import LocalSettings, SettingsError
+
+    settings = LocalSettings.from_env(
+        {"DROPSHIP_LOCAL_LAMBDA_CONCURRENCY": "4", "DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY": "2.5"}
+    )
+    assert (settings.lambda_concurrency, settings.endpoint_startup_delay_s) == (4, 2.5)
+    assert LocalSettings.from_env({}) == LocalSettings()
+    with pytest.raises(SettingsError, match="DROPSHIP_LOCAL_LAMBDA_CONCURRENCY='lots' is not a whole number"):
+        LocalSettings.from_env({"DROPSHIP_LOCAL_LAMBDA_CONCURRENCY": "lots"})
+    with pytest.raises(SettingsError, match="DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT='-1' must be zero or more"):
+        LocalSettings.from_env({"DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT": "-1"})
+
+
+def test_a_bad_setting_is_a_one_line_error(sample_project: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "DROPSHIP_LOCAL_LAMBDA_CONCURRENCY": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dropship.local", "--port", str(free_port()), "--project-dir", str(sample_project)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "dropship local: DROPSHIP_LOCAL_LAMBDA_CONCURRENCY='0' must be at least 1"

@@ -11,7 +11,8 @@ Here:
   ``GET /ping`` answering 200 makes it ``InService``; the process exiting or not becoming healthy within
   ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it ``Failed`` with the tail of
   its log as ``FailureReason``. ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY`` seconds (default 0) are waited
-  before the process starts, to model SageMaker's minutes of provisioning in release benchmarks.
+  before the process starts, to model SageMaker's minutes of provisioning in release benchmarks
+  (``settings.LocalSettings``).
 - An ``InService`` endpoint whose process exits (a crash, the OOM killer, a ``kill``) becomes ``Failed``
   with a ``FailureReason`` naming the exit, as SageMaker reports an instance failure; it is not
   restarted, so a model that crashes is seen rather than hidden by a restart loop. Deleting and creating
@@ -58,12 +59,10 @@ import requests
 from dropship.local import paths
 from dropship.local.ports import free_port
 from dropship.local.processes import Supervisor
+from dropship.local.settings import LocalSettings
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_ENV = "DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT"
-STARTUP_DELAY_ENV = "DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY"
-DEFAULT_STARTUP_TIMEOUT_S = 120.0
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker real-time endpoints give the container 60 s per request
 STOP_GRACE_S = 5.0
 FAILURE_REASON_MAX = 1024  # DescribeEndpoint's FailureReason is at most 1024 characters
@@ -191,12 +190,17 @@ class EndpointHost:
         log_dir: Path,
         supervisor: Supervisor,
         serve_command: list[str] | None = None,
+        *,
+        startup_timeout_s: float = LocalSettings.endpoint_startup_timeout_s,
+        startup_delay_s: float = LocalSettings.endpoint_startup_delay_s,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.run_dir = Path(run_dir)
         self.log_dir = Path(log_dir)
         self.supervisor = supervisor
         self.serve_command = serve_command or [sys.executable, str(self.project_dir / "container" / "serve")]
+        self.startup_timeout_s = startup_timeout_s
+        self.startup_delay_s = startup_delay_s
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -344,10 +348,9 @@ class EndpointHost:
         return server
 
     def _start_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
-        delay_s = float(os.environ.get(STARTUP_DELAY_ENV) or 0)
-        if delay_s > 0 and record.cancelled.wait(delay_s):
+        if self.startup_delay_s > 0 and record.cancelled.wait(self.startup_delay_s):
             return
-        timeout_s = float(os.environ.get(STARTUP_TIMEOUT_ENV) or DEFAULT_STARTUP_TIMEOUT_S)
+        timeout_s = self.startup_timeout_s
         server.log_path.parent.mkdir(parents=True, exist_ok=True)
         with server.log_path.open("ab") as log_file:
             server.log_start = log_file.tell()

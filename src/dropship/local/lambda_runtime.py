@@ -10,16 +10,17 @@ and ``{"errorType", "errorMessage", "stackTrace"}``) so Step Functions ``Retry``
 killer, a SIGKILL) is ``Runtime.ExitError`` with "RequestId: ... Error: Runtime exited with error:
 signal: killed", worded as Lambda words it.
 
-Concurrency is bounded as Lambda bounds it, so memory is too: at most ``DROPSHIP_LOCAL_LAMBDA_CONCURRENCY``
-(default 32) invocations run at once in the account, and at most the function's reserved concurrency
-(``PutFunctionConcurrency``), else ``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 10), per
-function. Warm workers never outnumber the account limit (an idle one of another function is stopped to
-make room). An invocation over a limit waits up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS``
-(default 5) for a slot, then is throttled as Lambda throttles it: HTTP 429 ``TooManyRequestsException``,
-which Step Functions reports as ``Lambda.TooManyRequestsException``. (AWS's account limit, 1,000, is far
-above what a laptop runs; the short wait keeps the local limits from failing releases AWS would run.)
-Asynchronous invocations (``Event``: EventBridge targets) wait for a slot as long as it takes, as
-Lambda's event queue does; function errors are not retried (Lambda retries them twice over minutes).
+Concurrency is bounded as Lambda bounds it, so memory is too (``settings.LocalSettings``): at most
+``DROPSHIP_LOCAL_LAMBDA_CONCURRENCY`` (default 32) invocations run at once in the account, and at most
+the function's reserved concurrency (``PutFunctionConcurrency``), else
+``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 10), per function. Warm workers never outnumber
+the account limit (an idle one of another function is stopped to make room). An invocation over a limit
+waits up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS`` (default 5) for a slot, then is throttled as
+Lambda throttles it: HTTP 429 ``TooManyRequestsException``, which Step Functions reports as
+``Lambda.TooManyRequestsException``. (AWS's account limit, 1,000, is far above what a laptop runs; the
+short wait keeps the local limits from failing releases AWS would run.) Asynchronous invocations
+(``Event``: EventBridge targets) wait for a slot as long as it takes, as Lambda's event queue does;
+function errors are not retried (Lambda retries them twice over minutes).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from unittest import mock
 from dropship.local import paths
 from dropship.local.deploy import DeployedFunction
 from dropship.local.processes import Supervisor
+from dropship.local.settings import LocalSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +56,6 @@ log = logging.getLogger(__name__)
 INIT_TIMEOUT_S = 60.0
 REGISTRATION_WAIT_S = 120.0
 _WORKER_MODULE = "dropship.local.lambda_worker"
-# Like Lambda reclaiming idle execution environments: a warm worker (~50 MB) unused this long is stopped.
-IDLE_TIMEOUT_ENV = "DROPSHIP_LOCAL_LAMBDA_IDLE_SECONDS"
-DEFAULT_IDLE_TIMEOUT_S = 300.0
-ACCOUNT_CONCURRENCY_ENV = "DROPSHIP_LOCAL_LAMBDA_CONCURRENCY"
-DEFAULT_ACCOUNT_CONCURRENCY = 32
-FUNCTION_CONCURRENCY_ENV = "DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY"
-DEFAULT_FUNCTION_CONCURRENCY = 10
-THROTTLE_WAIT_ENV = "DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS"
-DEFAULT_THROTTLE_WAIT_S = 5.0
 
 # How the Lambda runtime (Go's os/exec) words a runtime killed by a signal.
 _SIGNAL_WORDS = {
@@ -81,34 +74,17 @@ _SIGNAL_WORDS = {
 }
 
 
-def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative")
-    return value
-
-
 @dataclass(frozen=True)
 class Limits:
     """How many invocations may run at once, and how long one waits for a slot before it is throttled."""
 
-    account: int = DEFAULT_ACCOUNT_CONCURRENCY
-    function: int = DEFAULT_FUNCTION_CONCURRENCY
-    throttle_wait_s: float = DEFAULT_THROTTLE_WAIT_S
+    account: int = LocalSettings.lambda_concurrency
+    function: int = LocalSettings.lambda_function_concurrency
+    throttle_wait_s: float = LocalSettings.lambda_throttle_wait_s
 
     @classmethod
-    def from_env(cls) -> Limits:
-        return cls(
-            account=max(1, int(_env_number(ACCOUNT_CONCURRENCY_ENV, DEFAULT_ACCOUNT_CONCURRENCY))),
-            function=max(1, int(_env_number(FUNCTION_CONCURRENCY_ENV, DEFAULT_FUNCTION_CONCURRENCY))),
-            throttle_wait_s=_env_number(THROTTLE_WAIT_ENV, DEFAULT_THROTTLE_WAIT_S),
-        )
+    def from_settings(cls, settings: LocalSettings) -> Limits:
+        return cls(settings.lambda_concurrency, settings.lambda_function_concurrency, settings.lambda_throttle_wait_s)
 
 
 class Throttled(Exception):
@@ -260,12 +236,13 @@ class LambdaRuntime:
         log_dir: Path,
         supervisor: Supervisor,
         limits: Limits | None = None,
+        idle_timeout_s: float = LocalSettings.lambda_idle_s,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
         self.log_dir = Path(log_dir)
         self.supervisor = supervisor
-        self.limits = limits or Limits.from_env()
+        self.limits = limits or Limits()
         self._functions: dict[str, DeployedFunction] = {}
         # Set once the deployment's functions are known: moto reports the stack complete a moment before,
         # and an upload in that moment must still run the real handler.
@@ -276,7 +253,7 @@ class LambdaRuntime:
         self._slots = threading.Condition()
         self._lock = threading.Lock()
         self._stopped = False
-        self.idle_timeout_s = _env_number(IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_S)
+        self.idle_timeout_s = idle_timeout_s
         self._wake = threading.Event()
         self._reaper = threading.Thread(target=self._reap_idle, name="lambda-idle-reaper", daemon=True)
         self._reaper.start()

@@ -31,6 +31,7 @@ import requests
 from dropship.local import paths
 from dropship.local.deploy import DEFAULT_STACK_NAME, Deployment, deploy_template, load_template
 from dropship.local.processes import Supervisor, stop_leftovers
+from dropship.local.settings import LocalSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,10 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        try:
+            settings = LocalSettings.from_env()
+        except SettingsError as exc:
+            raise LocalStackError(str(exc)) from exc
         if self.state_dir is not None:  # a fresh start: stop what a dead stack left, clear the last logs
             stopped = stop_leftovers(self.records_dir)
             if stopped:
@@ -191,7 +196,12 @@ class LocalStack:
         cloudformation_shims.install(self._patches, self.skipped_resource_types)
         events_bridge.install(self._patches)
         self._lambda = lambda_runtime.LambdaRuntime(
-            endpoint_url=self.endpoint_url, region=self.region, log_dir=self.log_dir, supervisor=self._supervisor
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            log_dir=self.log_dir,
+            supervisor=self._supervisor,
+            limits=lambda_runtime.Limits.from_settings(settings),
+            idle_timeout_s=settings.lambda_idle_s,
         )
         self._lambda.install(self._patches)
         self._hosting = hosting.EndpointHost(
@@ -199,6 +209,8 @@ class LocalStack:
             run_dir=self.run_dir / "endpoints",
             log_dir=self.log_dir,
             supervisor=self._supervisor,
+            startup_timeout_s=settings.endpoint_startup_timeout_s,
+            startup_delay_s=settings.endpoint_startup_delay_s,
         )
         self._hosting.install(self._patches)
 
