@@ -8,6 +8,7 @@ Here:
   (``tarfile`` ``filter="data"``) and starts ``<project>/container/serve`` on a free port with a minimal
   environment (``endpoint_environment``: nothing from the developer's shell) plus the model's
   ``Environment``, one server worker unless the model's ``SAGEMAKER_MODEL_SERVER_WORKERS`` asks for more.
+  A few start at a time (twice as many as there are cores), the others wait as ``Creating``.
   ``GET /ping`` answering 200 makes it ``InService``; the process exiting or not becoming healthy within
   ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it ``Failed`` with the tail of
   its log as ``FailureReason``. ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY`` seconds (default 0) are waited
@@ -201,6 +202,7 @@ class EndpointHost:
         self.serve_command = serve_command or [sys.executable, str(self.project_dir / "container" / "serve")]
         self.startup_timeout_s = startup_timeout_s
         self.startup_delay_s = startup_delay_s
+        self._start_slots = threading.BoundedSemaphore(2 * max(2, os.cpu_count() or 2))
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -350,6 +352,17 @@ class EndpointHost:
     def _start_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
         if self.startup_delay_s > 0 and record.cancelled.wait(self.startup_delay_s):
             return
+        # A few servers start at a time (they are busy importing): a hundred at once on two cores would all
+        # miss their health-check deadline. The others stay Creating, as SageMaker's queue of instances does.
+        while not self._start_slots.acquire(timeout=_PING_INTERVAL_S):
+            if record.cancelled.is_set():
+                return
+        try:
+            self._spawn_and_wait(server, record, backend, endpoint)
+        finally:
+            self._start_slots.release()
+
+    def _spawn_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
         timeout_s = self.startup_timeout_s
         server.log_path.parent.mkdir(parents=True, exist_ok=True)
         with server.log_path.open("ab") as log_file:
