@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
 
-.PHONY: help install test unit integration e2e lint demo build validate deploy diagram schema lock benchmark clean
+.PHONY: help install test unit integration e2e lint demo build validate deploy diagram schema lock benchmark benchmark-local clean
 
 help:
 	@echo "make demo       try dropship end to end on this machine (no AWS account needed)"
@@ -71,6 +71,10 @@ schema: install
 
 benchmark: install
 	$(BIN)/python benchmarks/serving.py
+
+# 100 concurrent releases through the local stack (several minutes; run it on a quiet machine).
+benchmark-local: install
+	$(BIN)/python benchmarks/local_scale.py
 
 # Re-pin the development environment after changing pyproject.toml.
 lock:

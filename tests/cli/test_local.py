@@ -7,10 +7,14 @@ waits for SIGTERM, which is all the CLI relies on. The real engine is exercised 
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def await_exit(pids: Iterable[int], timeout_s: float = 10.0) -> None:
+    """Wait until every process in ``pids`` has ended, woken by the kernel (a pidfd)."""
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            assert select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0], f"{pid} still runs"
+        finally:
+            os.close(fd)
 
 
 @pytest.fixture
@@ -165,3 +183,124 @@ def test_a_stack_already_answering_on_the_port_is_not_taken_for_ours() -> None:
         # When our process prints its ready line, Then it is ready
         log.write_text("Starting ...\ndropship local stack ready: http://127.0.0.1:4566 {}\n")
         assert _said_ready(log)
+
+
+def _stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        cli_local,
+        "server_command",
+        lambda host, port, directory: [sys.executable, "-c", STAND_IN, host, str(port), json.dumps(STACK_TEMPLATE)],
+    )
+
+
+def test_up_serves_on_dropship_local_port_by_default(port: int, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given DROPSHIP_LOCAL_PORT names a port and no --port is given
+    _stand_in(monkeypatch)
+    monkeypatch.setenv("DROPSHIP_LOCAL_PORT", str(port))
+    # When the local stack is started, Then it serves on that port
+    up = cli("local", "up")
+    try:
+        assert up.code == 0, up.err
+        assert f"ready on http://127.0.0.1:{port}" in up.out
+    finally:
+        assert cli("local", "down").code == 0
+
+
+def test_a_bad_dropship_local_port_is_a_one_line_error(
+    clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DROPSHIP_LOCAL_PORT", "http")
+    cli("local", "up").assert_error("DROPSHIP_LOCAL_PORT='http' is not a port number")
+
+
+@pytest.mark.parametrize("mode", [[], ["--foreground"]], ids=["detached", "foreground"])
+def test_without_the_local_extra_up_names_what_to_install(
+    clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch, mode: list[str]
+) -> None:
+    # Given an installation without the `local` extra (moto cannot be imported)
+    monkeypatch.setitem(sys.modules, "moto", None)
+    # When the local stack is started, Then one line says what to install, and nothing was started
+    result = cli("local", "up", *mode, "--port", str(free_port()))
+    assert result.code == 1
+    assert result.err.count("\n") == 1, result.err
+    assert "no module moto" in result.err
+    assert "pip install 'dropship[local]'" in result.err
+    assert not cli_local.pid_file().exists()
+
+
+# A server that forked a worker, both in their own session: what a dead stack leaves.
+FORKING = "import os, time\nos.fork()\nwhile True:\n    time.sleep(60)\n"
+
+
+def _leftover_endpoint(run_dir: Path) -> list[int]:
+    """Start a process group as an endpoint a dead stack left, recorded as the stack records it."""
+    from dropship.local.processes import group_members, process_identity
+
+    process = subprocess.Popen([sys.executable, "-c", FORKING], start_new_session=True)
+    identity = process_identity(process.pid)
+    assert identity is not None
+    records = run_dir / "processes"
+    records.mkdir(parents=True)
+    record = {"pid": process.pid, "identity": identity, "kind": "endpoint", "name": "churn-1", "command": ["serve"]}
+    (records / f"{process.pid}.json").write_text(json.dumps(record))
+    (run_dir / "endpoints").mkdir()
+    (run_dir / "endpoints" / "model.bin").write_bytes(b"x" * 1024 * 1024)
+    deadline = time.monotonic() + 10
+    while len(members := group_members(process.pid, identity)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return members
+
+
+def test_status_reports_a_dead_stack_then_up_cleans_up_after_it(
+    port: int, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stack that died (its pid file left behind) leaving an endpoint's processes and working files
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    dead_pid = int(finished.stdout)
+    state = cli_local.state_dir()
+    group = _leftover_endpoint(state / "run")
+    cli_local.pid_file().write_text(
+        json.dumps(
+            {
+                "pid": dead_pid,
+                "host": "127.0.0.1",
+                "port": port,
+                "project_dir": "/",
+                "log_file": "x",
+                "started_at": "t0",
+            }
+        )
+    )
+
+    # When its status is asked, Then it says the stack died and what it left
+    status = cli("local", "status")
+    assert status.code == 1
+    assert f"The local stack died (pid {dead_pid}, started t0)" in status.out
+    assert "2 processes (endpoint churn-1)" in status.out
+    assert "1.0 MB of working files" in status.out
+    assert "`dropship local up` cleans up what it left" in status.err
+
+    # When the stack is started again, Then one line says what was cleaned up, and it is gone
+    _stand_in(monkeypatch)
+    up = cli("local", "up", "--port", str(port))
+    try:
+        assert up.code == 0, up.err
+        first = up.out.splitlines()[0]
+        assert first == (
+            f"Cleaned up after a local stack that died (pid {dead_pid}): stopped 2 processes, "
+            "removed 1.0 MB of working files."
+        )
+        await_exit(group)
+        assert not (state / "run").exists()
+    finally:
+        assert cli("local", "down").code == 0
+
+
+def test_a_clean_start_says_nothing_about_cleaning(port: int, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in(monkeypatch)
+    up = cli("local", "up", "--port", str(port))
+    try:
+        assert up.code == 0, up.err
+        assert "Cleaned up" not in up.out
+    finally:
+        cli("local", "down")

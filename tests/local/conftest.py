@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import select
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +28,29 @@ def wait_until(probe: Callable[[], T | None], timeout_s: float = 30.0, interval_
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last value: {value!r})")
         time.sleep(interval_s)
+
+
+def await_exit(pids: Iterable[int], timeout_s: float = 20.0) -> None:
+    """Wait until every process in ``pids`` has ended, woken by the kernel (a pidfd), not by polling."""
+    deadline = time.monotonic() + timeout_s
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"process {pid} still runs after {timeout_s} s"
+        finally:
+            os.close(fd)
+
+
+def group_of(leader: int) -> list[int]:
+    """The live processes in the process group ``leader`` leads."""
+    from dropship.local.processes import group_members, process_identity
+
+    identity = process_identity(leader)
+    return group_members(leader, identity) if identity else []
 
 
 @pytest.fixture(scope="package")

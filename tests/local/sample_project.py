@@ -1,10 +1,13 @@
 """A small SAM project written into a temporary directory: what the harness tests deploy.
 
 One bucket with EventBridge notifications, a rule (wildcard key pattern) starting a state machine whose
-task retries ``FlakyError`` and catches ``FatalError``/``Sandbox.Timedout`` by name, functions reading
-their environment and calling the emulated AWS, a DynamoDB table, a bus, an SSM parameter, a layer,
-and a queue collecting SageMaker endpoint state changes. ``container/serve`` is a tiny stand-in for the
-inference server with the same interface (env vars, ``/ping``, ``/invocations``).
+task retries ``FlakyError`` and ``Runtime.ExitError`` and catches ``FatalError`` by name, functions
+reading their environment and calling the emulated AWS, a DynamoDB table, a bus, an SSM parameter, a
+layer, queues collecting SageMaker endpoint and Step Functions execution state changes, and a function
+recording aborted or timed-out executions (an EventBridge rule with a Lambda target). ``container/serve``
+is a tiny stand-in for the inference server with the same interface (env vars, ``/ping``,
+``/invocations``); with ``FORK_WORKER=1`` it forks a worker that ignores SIGTERM, as gunicorn's master
+forks workers.
 """
 
 from __future__ import annotations
@@ -83,6 +86,17 @@ Resources:
       Targets:
         - Id: queue
           Arn: !GetAtt EndpointEvents.Arn
+  ExecutionEvents:
+    Type: AWS::SQS::Queue
+  ExecutionEventsRule:
+    Type: AWS::Events::Rule
+    Properties:
+      EventPattern:
+        source: [aws.states]
+        detail-type: [Step Functions Execution Status Change]
+      Targets:
+        - Id: queue
+          Arn: !GetAtt ExecutionEvents.Arn
   SharedLayer:
     Type: AWS::Serverless::LayerVersion
     Properties:
@@ -110,6 +124,26 @@ Resources:
         Variables:
           GREETING: quick
           TABLE: !Ref Table
+  RecordEventFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/work/
+      Handler: app.record_event
+      Environment:
+        Variables:
+          GREETING: record
+          TABLE: !Ref Table
+      Policies:
+        - DynamoDBCrudPolicy: {TableName: !Ref Table}
+      Events:
+        Stopped:
+          Type: EventBridgeRule
+          Properties:
+            Pattern:
+              source: [aws.states]
+              detail-type: [Step Functions Execution Status Change]
+              detail:
+                status: [ABORTED, TIMED_OUT]
   Flow:
     Type: AWS::Serverless::StateMachine
     Properties:
@@ -143,11 +177,14 @@ Outputs:
   EndpointEventsUrl: {Value: !Ref EndpointEvents}
   WorkFunctionName: {Value: !Ref WorkFunction}
   QuickFunctionName: {Value: !Ref QuickFunction}
+  RecordEventFunctionName: {Value: !Ref RecordEventFunction}
+  ExecutionEventsUrl: {Value: !Ref ExecutionEvents}
 """
 
 HANDLER = """\
 import json
 import os
+import signal
 import time
 
 import boto3
@@ -172,7 +209,7 @@ def handler(event, context):
     mode = event.get("mode", "")
     if "fatal" in key or mode == "fatal":
         raise FatalError("cannot process " + key)
-    if "flaky" in key:
+    if "flaky" in key or "crash" in key:
         table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
         attempt = table.update_item(
             Key={"pk": key},
@@ -180,12 +217,16 @@ def handler(event, context):
             ExpressionAttributeValues={":one": 1},
             ReturnValues="UPDATED_NEW",
         )["Attributes"]["attempts"]
+        if attempt < 2 and "crash" in key:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer ends a runtime
         if attempt < 2:
             raise FlakyError(f"attempt {attempt} failed")
     if mode == "sleep":
         time.sleep(event.get("seconds", 5))
     if mode == "exit":
         os._exit(3)
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
     return {
         "key": key,
         "greeting": os.environ["GREETING"],
@@ -197,6 +238,14 @@ def handler(event, context):
         "parameter": boto3.client("ssm").get_parameter(Name="/harness/greeting")["Parameter"]["Value"],
         "pid": os.getpid(),
     }
+
+
+def record_event(event, context):
+    # An EventBridge target: keeps the event it was given.
+    detail = event["detail"]
+    boto3.resource("dynamodb").Table(os.environ["TABLE"]).put_item(
+        Item={"pk": f"event:{detail['executionArn']}:{detail['status']}", "event": json.dumps(event)}
+    )
 """
 
 FLOW = {
@@ -207,7 +256,14 @@ FLOW = {
             "Resource": "arn:aws:states:::lambda:invoke",
             "Parameters": {"FunctionName": "${WorkFunctionArn}", "Payload.$": "$"},
             "ResultSelector": {"result.$": "$.Payload"},
-            "Retry": [{"ErrorEquals": ["FlakyError"], "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 1}],
+            "Retry": [
+                {
+                    "ErrorEquals": ["FlakyError", "Runtime.ExitError"],
+                    "IntervalSeconds": 1,
+                    "MaxAttempts": 3,
+                    "BackoffRate": 1,
+                }
+            ],
             "Catch": [{"ErrorEquals": ["FatalError"], "ResultPath": "$.error", "Next": "Failed"}],
             "End": True,
         },
@@ -220,11 +276,18 @@ FLOW = {
 FAKE_SERVE = """\
 import json
 import os
+import signal
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 model_dir = os.environ["SM_MODEL_DIR"]
 print("loading model from", model_dir, flush=True)
+if os.environ.get("FORK_WORKER") == "1" and os.fork() == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker too busy to stop
+    print("worker", os.getpid(), flush=True)
+    while True:
+        time.sleep(60)
 if os.path.exists(os.path.join(model_dir, "FAIL")):
     print("ERROR model_fn failed: ValueError: the model is corrupt", flush=True)
     sys.exit(3)

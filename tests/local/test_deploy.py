@@ -102,3 +102,53 @@ def test_a_missing_definition_file_is_an_error_naming_the_resource(tmp_path: Pat
     # When it is packaged, Then the error names the resource
     with pytest.raises(DeployError, match=r"Machine\.DefinitionUri"):
         _package(load_template(tmp_path / "template.yaml"), tmp_path, _S3())
+
+
+EARLIER_MOTO_CLOUDFORMATION_THEN_STACK = """
+import json, sys
+from pathlib import Path
+
+import boto3
+from moto import mock_aws
+
+from dropship.local import LocalStack, free_port
+
+# An earlier moto CloudFormation call in this process: moto caches the list of models it knows.
+with mock_aws():
+    boto3.client("cloudformation", region_name="us-east-1").create_stack(
+        StackName="earlier", TemplateBody=json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}})
+    )
+
+project, run_dir = Path(sys.argv[1]), Path(sys.argv[2])
+with LocalStack(project, port=free_port(), run_dir=run_dir) as stack:
+    cfn = boto3.client(
+        "cloudformation", endpoint_url=stack.endpoint_url, region_name="us-east-1",
+        aws_access_key_id="t", aws_secret_access_key="t",
+    )
+    resources = cfn.list_stack_resources(StackName="dropship")["StackResourceSummaries"]
+    print(json.dumps({
+        "skipped": sorted(stack.skipped_resource_types),
+        "types": sorted({r["ResourceType"] for r in resources}),
+    }))
+"""
+
+
+def test_the_bucket_policy_is_created_after_an_earlier_moto_cloudformation_call(
+    sample_project: Path, tmp_path: Path
+) -> None:
+    # Given a process in which moto's CloudFormation already ran (it caches the models it knows)
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", EARLIER_MOTO_CLOUDFORMATION_THEN_STACK, str(sample_project), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # When the local stack deploys a template with a bucket policy, Then the policy is not skipped
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["skipped"] == []
+    assert "AWS::S3::BucketPolicy" in report["types"]

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from dropship.local import LocalStack
-from tests.local.conftest import wait_until
+from dropship.local.hosting import endpoint_environment, event_status
+from tests.local.conftest import await_exit, group_of, wait_until
+from tests.local.documented import assert_shaped_like, documented
 from tests.local.sample_project import model_tarball
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -49,20 +53,26 @@ def _settled(aws, name: str) -> dict:
     )
 
 
-def _state_changes(aws, stack: LocalStack, name: str) -> list[str]:
+_received: dict[str, list[dict]] = {}
+
+
+def _events(aws, stack: LocalStack, name: str) -> list[dict]:
+    """Every SageMaker Endpoint State Change event of endpoint ``name`` received so far."""
     sqs = aws("sqs")
-    statuses: list[str] = []
     while True:
         messages = sqs.receive_message(QueueUrl=stack.outputs["EndpointEventsUrl"], MaxNumberOfMessages=10).get(
             "Messages", []
         )
         if not messages:
-            return statuses
+            return _received.get(name, [])
         for message in messages:
             event = json.loads(message["Body"])
-            if event["detail"]["EndpointName"] == name:
-                statuses.append(event["detail"]["EndpointStatus"])
+            _received.setdefault(event["detail"]["EndpointName"], []).append(event)
             sqs.delete_message(QueueUrl=stack.outputs["EndpointEventsUrl"], ReceiptHandle=message["ReceiptHandle"])
+
+
+def _state_changes(aws, stack: LocalStack, name: str) -> list[str]:
+    return [event["detail"]["EndpointStatus"] for event in _events(aws, stack, name)]
 
 
 def test_an_endpoint_goes_creating_then_in_service_and_serves_predictions(stack: LocalStack, aws) -> None:
@@ -88,8 +98,9 @@ def test_an_endpoint_goes_creating_then_in_service_and_serves_predictions(stack:
     assert reply["CustomAttributes"] == "seen=trace=1"
     assert reply["InvokedProductionVariant"] == "AllTraffic"
 
-    # And state changes were put on the default bus
-    assert wait_until(lambda: _state_changes(aws, stack, "linear-1"), 5) == ["Creating", "InService"]
+    # And state changes were put on the default bus, spelled as in the event AWS documents
+    assert wait_until(lambda: len(_state_changes(aws, stack, "linear-1")) == 2, 5)
+    assert _state_changes(aws, stack, "linear-1") == ["CREATING", "IN_SERVICE"]
 
     # When it is deleted, Then its process is gone
     aws("sagemaker").delete_endpoint(EndpointName="linear-1")
@@ -112,6 +123,12 @@ def test_a_container_error_is_a_model_error(stack: LocalStack, aws) -> None:
     assert error["OriginalStatusCode"] == 400
     assert "bad input" in error["OriginalMessage"]
     assert error["Error"]["Message"].startswith("Received client error (400) from primary with message")
+    # pointing at the endpoint's log on this machine (there is no CloudWatch log group locally)
+    log_path = stack.hosting.log_path("linear-2")
+    assert log_path == stack.log_dir / "endpoints" / "linear-2.log"
+    assert str(log_path) in error["Error"]["Message"]
+    assert "cloudwatch" not in error["Error"]["Message"].lower()
+    assert "serving on" in log_path.read_text()
     # And a binary body reaches the container as is
     with pytest.raises(ClientError) as binary:
         aws("sagemaker-runtime").invoke_endpoint(
@@ -128,7 +145,9 @@ def test_a_failing_model_makes_the_endpoint_failed_with_the_log_tail(stack: Loca
     # Then the endpoint is Failed, and the reason carries the container's last log lines
     assert described["EndpointStatus"] == "Failed"
     assert "ValueError: the model is corrupt" in described["FailureReason"]
-    assert "exited with code 3" in described["FailureReason"]
+    assert "exited (exit code 3) before passing the ping health check" in described["FailureReason"]
+    assert str(stack.hosting.log_path("broken-1")) in described["FailureReason"]
+    assert len(described["FailureReason"]) <= 1024
     # And it cannot be invoked
     with pytest.raises(ClientError) as caught:
         aws("sagemaker-runtime").invoke_endpoint(EndpointName="broken-1", Body=b"[[1]]", ContentType="application/json")
@@ -167,29 +186,6 @@ def test_missing_model_data_fails_the_endpoint(stack: LocalStack, aws) -> None:
     sm.delete_endpoint(EndpointName="missing-1")
 
 
-def test_update_endpoint_switches_to_the_new_model(stack: LocalStack, aws) -> None:
-    _release(aws, stack, "linear-3", {"model.json": json.dumps({"coef": [1]}).encode()})
-    assert _settled(aws, "linear-3")["EndpointStatus"] == "InService"
-    old_pid = stack.hosting.endpoint_pid(ACCOUNT, REGION, "linear-3")
-    # Given a second model and config
-    _release(aws, stack, "linear-3b", {"model.json": json.dumps({"coef": [10]}).encode()})
-    _settled(aws, "linear-3b")
-    aws("sagemaker").delete_endpoint(EndpointName="linear-3b")
-    # When the first endpoint is updated to the second config
-    aws("sagemaker").update_endpoint(EndpointName="linear-3", EndpointConfigName="linear-3b")
-    described = _settled(aws, "linear-3")
-    # Then it serves the new model from a new process, and the old one is stopped
-    assert described["EndpointStatus"] == "InService"
-    assert described["EndpointConfigName"] == "linear-3b"
-    reply = aws("sagemaker-runtime").invoke_endpoint(
-        EndpointName="linear-3", Body=b"[[2]]", ContentType="application/json"
-    )
-    assert json.loads(reply["Body"].read()) == {"predictions": [20]}
-    with pytest.raises(ProcessLookupError):
-        os.kill(old_pid, 0)
-    aws("sagemaker").delete_endpoint(EndpointName="linear-3")
-
-
 @pytest.mark.skipif(not REAL_SERVE.exists(), reason="container/serve not written yet")
 def test_the_real_container_serves_a_scikit_learn_model(stack: LocalStack, aws, tmp_path: Path) -> None:
     import io
@@ -217,3 +213,141 @@ def test_the_real_container_serves_a_scikit_learn_model(stack: LocalStack, aws, 
     predictions = json.loads(reply["Body"].read())["predictions"]
     assert predictions == [pytest.approx(7.0)]
     aws("sagemaker").delete_endpoint(EndpointName="sklearn-1")
+
+
+def test_the_state_change_event_is_shaped_as_aws_documents_it(stack: LocalStack, aws) -> None:
+    # Given an endpoint that came into service
+    _release(aws, stack, "shape-1", {"model.json": json.dumps({"coef": [1]}).encode()})
+    assert _settled(aws, "shape-1")["EndpointStatus"] == "InService"
+    events = wait_until(lambda: len(_events(aws, stack, "shape-1")) == 2 and _events(aws, stack, "shape-1"), 5)
+
+    # Then its IN_SERVICE event has every field of AWS's example, of the same types, and no other detail
+    example = documented("sagemaker_endpoint_state_change.json")
+    in_service = events[-1]
+    assert_shaped_like(in_service, {k: v for k, v in example.items() if k != "time"})
+    assert set(in_service["detail"]) == set(example["detail"])
+    assert in_service["detail"]["EndpointStatus"] == "IN_SERVICE"
+    assert in_service["detail"]["ProductionVariants"] == [{"DesiredWeight": 1.0, "DesiredInstanceCount": 1.0}]
+    assert in_service["resources"] == [in_service["detail"]["EndpointArn"]]
+    assert in_service["detail"]["LastModifiedTime"] >= in_service["detail"]["CreationTime"]
+    aws("sagemaker").delete_endpoint(EndpointName="shape-1")
+    assert wait_until(lambda: _state_changes(aws, stack, "shape-1")[-1:] == ["DELETING"], 5)
+
+
+def test_describe_endpoint_leaves_out_an_unconfigured_data_capture(stack: LocalStack, aws) -> None:
+    # Given an endpoint whose config has no DataCaptureConfig
+    _release(aws, stack, "capture-1", {"model.json": json.dumps({"coef": [1]}).encode()})
+    # Then DescribeEndpoint has no DataCaptureConfig at all (SageMaker SDK v3 fails on an empty one)
+    assert "DataCaptureConfig" not in aws("sagemaker").describe_endpoint(EndpointName="capture-1")
+    assert "DataCaptureConfig" not in _settled(aws, "capture-1")
+    aws("sagemaker").delete_endpoint(EndpointName="capture-1")
+
+
+def test_an_endpoint_whose_process_dies_is_failed_and_answers_at_once(stack: LocalStack, aws) -> None:
+    # Given an endpoint in service
+    _release(aws, stack, "dies-1", {"model.json": json.dumps({"coef": [1]}).encode()})
+    assert _settled(aws, "dies-1")["EndpointStatus"] == "InService"
+    pid = stack.hosting.endpoint_pid(ACCOUNT, REGION, "dies-1")
+
+    # When its process is killed (as the OOM killer would)
+    os.kill(pid, signal.SIGKILL)
+
+    # Then the endpoint becomes Failed, saying how the container ended and where its log is
+    described = wait_until(
+        lambda: (d := aws("sagemaker").describe_endpoint(EndpointName="dies-1"))["EndpointStatus"] == "Failed" and d,
+        10,
+    )
+    assert "exited unexpectedly (killed by signal SIGKILL)" in described["FailureReason"]
+    assert str(stack.hosting.log_path("dies-1")) in described["FailureReason"]
+    # And a FAILED state change carries the reason
+    failed = wait_until(lambda: [e for e in _events(aws, stack, "dies-1") if e["detail"]["EndpointStatus"] == "FAILED"])
+    assert failed[0]["detail"]["FailureReason"] == described["FailureReason"]
+    # And an invocation is refused at once instead of hanging
+    with pytest.raises(ClientError) as caught:
+        aws("sagemaker-runtime").invoke_endpoint(EndpointName="dies-1", Body=b"[[1]]", ContentType="application/json")
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert "status: Failed" in caught.value.response["Error"]["Message"]
+    aws("sagemaker").delete_endpoint(EndpointName="dies-1")
+
+
+def test_deleting_an_endpoint_stops_its_whole_process_tree(stack: LocalStack, aws) -> None:
+    # Given an endpoint whose server forked a worker that ignores SIGTERM (as gunicorn's master forks)
+    _release(aws, stack, "tree-1", {"model.json": json.dumps({"coef": [1]}).encode()}, {"FORK_WORKER": "1"})
+    assert _settled(aws, "tree-1")["EndpointStatus"] == "InService"
+    pid = stack.hosting.endpoint_pid(ACCOUNT, REGION, "tree-1")
+    tree = wait_until(lambda: len(group_of(pid)) == 2 and group_of(pid), 10)
+
+    # When the endpoint is deleted, Then the server and its worker are gone
+    aws("sagemaker").delete_endpoint(EndpointName="tree-1")
+    await_exit(tree)
+
+
+def test_an_endpoint_gets_a_minimal_environment_not_the_developers(
+    stack: LocalStack, aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a developer shell holding credentials and other settings
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "real-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+
+    # When an endpoint starts for a model with its own environment
+    _release(aws, stack, "env-1", {"model.json": json.dumps({"coef": [1]}).encode()}, {"MODEL_SETTING": "on"})
+    assert _settled(aws, "env-1")["EndpointStatus"] == "InService"
+    pid = stack.hosting.endpoint_pid(ACCOUNT, REGION, "env-1")
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    env = dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+    # Then it sees the model's variables and SageMaker's, and nothing of the developer's
+    assert env["MODEL_SETTING"] == "on"
+    assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+    assert env["SM_MODEL_DIR"].endswith("/model")
+    assert not {"AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "HTTPS_PROXY", "AWS_ACCESS_KEY_ID"} & set(env)
+    assert set(env) <= {
+        "PATH",
+        "HOME",
+        "LANG",
+        "TZ",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "LD_LIBRARY_PATH",
+        "TMPDIR",
+        "MODEL_SETTING",
+        "SM_MODEL_DIR",
+        "SAGEMAKER_BIND_TO_HOST",
+        "SAGEMAKER_BIND_TO_PORT",
+        "SAGEMAKER_MODEL_SERVER_WORKERS",
+        "DROPSHIP_INSTALL_REQUIREMENTS",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    }
+    aws("sagemaker").delete_endpoint(EndpointName="env-1")
+
+
+def test_the_model_chooses_its_number_of_server_workers(tmp_path: Path) -> None:
+    common = {"model_dir": tmp_path / "model", "home": tmp_path, "port": 8080, "region": "us-east-1"}
+    assert endpoint_environment({}, **common)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"
+    assert (
+        endpoint_environment({"SAGEMAKER_MODEL_SERVER_WORKERS": "3"}, **common)["SAGEMAKER_MODEL_SERVER_WORKERS"] == "3"
+    )
+    # SageMaker's own variables are the host's, whatever the model says
+    assert endpoint_environment({"SAGEMAKER_BIND_TO_PORT": "1"}, **common)["SAGEMAKER_BIND_TO_PORT"] == "8080"
+
+
+def test_a_start_up_delay_keeps_the_endpoint_creating(stack: LocalStack, aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given endpoints are set to take at least 1.5 s to start (DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY)
+    monkeypatch.setattr(stack.hosting, "startup_delay_s", 1.5)
+    started = time.monotonic()
+    _release(aws, stack, "slow-1", {"model.json": json.dumps({"coef": [1]}).encode()})
+    # Then no process runs during the delay, and the endpoint comes into service after it
+    assert stack.hosting.endpoint_pid(ACCOUNT, REGION, "slow-1") is None
+    assert _settled(aws, "slow-1")["EndpointStatus"] == "InService"
+    assert time.monotonic() - started >= 1.5
+    aws("sagemaker").delete_endpoint(EndpointName="slow-1")
+
+
+@pytest.mark.parametrize(
+    ("status", "spelled"),
+    [("InService", "IN_SERVICE"), ("Creating", "CREATING"), ("Failed", "FAILED"), ("OutOfService", "OUT_OF_SERVICE")],
+)
+def test_event_statuses_are_spelled_as_in_the_event(status: str, spelled: str) -> None:
+    assert event_status(status) == spelled

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import threading
 from pathlib import Path
 
+import pytest
+from botocore.exceptions import ClientError
+
 from dropship.local import LocalStack
+from tests.local.conftest import wait_until
 
 
 def _invoke(aws, name: str, event: dict) -> tuple[dict, dict]:
@@ -119,18 +126,35 @@ def test_workers_do_not_inherit_caller_credentials(stack: LocalStack, sample_pro
     assert env["PYTHONPATH"].split(os.pathsep) == [str(fn.code_dir), str(sample_project / "shared" / "python")]
 
 
-def test_idle_workers_are_reclaimed(tmp_path: Path, monkeypatch) -> None:
-    # Given a runtime (no server needed) whose workers are reclaimed after 0.3 s idle
+ECHO_HANDLER = """\
+import time
+
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"echo": event}
+"""
+
+
+def _echo_runtime(tmp_path: Path, limits=None, idle_timeout_s: float = 300.0):
+    """A runtime (no server needed) with one function ``echo``; returns it, its supervisor and a moto-like fn."""
     from types import SimpleNamespace
 
     from dropship.local.deploy import DeployedFunction
-    from dropship.local.lambda_runtime import IDLE_TIMEOUT_ENV, LambdaRuntime
-    from tests.local.conftest import wait_until
+    from dropship.local.lambda_runtime import LambdaRuntime
+    from dropship.local.processes import Supervisor
 
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "app.py").write_text("def handler(event, context):\n    return {'echo': event}\n")
-    monkeypatch.setenv(IDLE_TIMEOUT_ENV, "0.3")
-    runtime = LambdaRuntime(endpoint_url="http://127.0.0.1:9", region="us-east-1", run_dir=tmp_path / "run")
+    (tmp_path / "code").mkdir(exist_ok=True)
+    (tmp_path / "code" / "app.py").write_text(ECHO_HANDLER)
+    supervisor = Supervisor(tmp_path / "processes").start()
+    runtime = LambdaRuntime(
+        endpoint_url="http://127.0.0.1:9",
+        region="us-east-1",
+        log_dir=tmp_path / "logs",
+        supervisor=supervisor,
+        limits=limits,
+        idle_timeout_s=idle_timeout_s,
+    )
     runtime.register({"echo": DeployedFunction("echo", "Echo", tmp_path / "code", "app.handler")})
     fn = SimpleNamespace(
         function_name="echo",
@@ -139,14 +163,131 @@ def test_idle_workers_are_reclaimed(tmp_path: Path, monkeypatch) -> None:
         memory_size=128,
         timeout=5,
         function_arn="arn:aws:lambda:us-east-1:123456789012:function:echo",
+        reserved_concurrency=None,
     )
+    return runtime, supervisor, fn
+
+
+def test_idle_workers_are_reclaimed(tmp_path: Path) -> None:
+    # Given a runtime whose workers are reclaimed after 0.3 s idle
+    runtime, supervisor, fn = _echo_runtime(tmp_path, idle_timeout_s=0.3)
     try:
         # When it is invoked once
         headers: dict[str, str] = {}
         assert json.loads(runtime.invoke_function(fn, b'{"a": 1}', headers)) == {"echo": {"a": 1}}
         assert headers == {}
         assert runtime.worker_count("echo") == 1
-        # Then its warm worker is stopped once idle long enough
+        # Then its warm worker is stopped once idle long enough, and no record of it is left
         wait_until(lambda: runtime.worker_count("echo") == 0, 10)
+        assert supervisor.children() == []
     finally:
         runtime.stop()
+        supervisor.stop()
+
+
+def test_a_worker_killed_mid_invocation_is_lambdas_runtime_exit_error(stack: LocalStack, aws) -> None:
+    # When the runtime is killed while it runs an invocation (as the OOM killer does)
+    name = stack.outputs["WorkFunctionName"]
+    response, payload = _invoke(aws, name, {"mode": "kill"})
+    # Then the invocation fails as Lambda reports it, a name Step Functions can retry on
+    assert response["FunctionError"] == "Unhandled"
+    assert payload["errorType"] == "Runtime.ExitError"
+    assert re.fullmatch(
+        r"RequestId: [0-9a-f-]{36} Error: Runtime exited with error: signal: killed", payload["errorMessage"]
+    )
+    assert "Runtime exited with error: signal: killed" in stack.lambda_runtime.log_path(name).read_text()
+    # And the next invocation gets a fresh worker
+    _, after = _invoke(aws, name, {"mode": "ok"})
+    assert after["greeting"] == "hello"
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [(-signal.SIGKILL, "signal: killed"), (-signal.SIGSEGV, "signal: segmentation fault"), (1, "exit status 1")],
+)
+def test_exits_are_worded_as_lambda_words_them(code: int, words: str) -> None:
+    from dropship.local.lambda_runtime import exit_message
+
+    assert exit_message(code) == f"Runtime exited with error: {words}"
+
+
+def test_an_invocation_over_the_function_limit_is_throttled(stack: LocalStack, aws) -> None:
+    from dropship.local.lambda_runtime import Limits
+
+    runtime = stack.lambda_runtime
+    name = stack.outputs["WorkFunctionName"]
+    original = runtime.limits
+    runtime.limits = Limits(account=32, function=1, throttle_wait_s=0)
+    try:
+        # Given one invocation running, the most the function may run at once
+        first = threading.Thread(target=_invoke, args=(aws, name, {"mode": "sleep", "seconds": 3}))
+        first.start()
+        wait_until(lambda: runtime.running(name) == 1, 10)
+        # When another one comes, Then Lambda's throttling error answers it
+        with pytest.raises(ClientError) as caught:
+            _invoke(aws, name, {"mode": "ok"})
+        error = caught.value.response
+        assert error["Error"]["Code"] == "TooManyRequestsException"
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert error["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+        first.join()
+    finally:
+        runtime.limits = original
+
+
+def test_an_invocation_waits_briefly_for_a_slot(tmp_path: Path) -> None:
+    from dropship.local.lambda_runtime import Limits
+
+    # Given a function that may run once at a time, and invocations that wait up to 10 s for a slot
+    runtime, supervisor, fn = _echo_runtime(tmp_path, Limits(account=4, function=1, throttle_wait_s=10))
+    try:
+        replies: list[bytes] = []
+        callers = [
+            threading.Thread(target=lambda: replies.append(runtime.invoke_function(fn, b'{"sleep": 0.3}', {})))
+            for _ in range(3)
+        ]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        # Then all three ran, one after the other, on one worker
+        assert len(replies) == 3
+        assert runtime.worker_count("echo") == 1
+    finally:
+        runtime.stop()
+        supervisor.stop()
+
+
+def test_reserved_concurrency_bounds_a_function(stack: LocalStack, aws) -> None:
+    # Given a function whose reserved concurrency is 0 (it may not run at all)
+    name = stack.outputs["QuickFunctionName"]
+    aws("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    from dropship.local.lambda_runtime import Limits
+
+    original = stack.lambda_runtime.limits
+    stack.lambda_runtime.limits = Limits(account=original.account, function=original.function, throttle_wait_s=0)
+    try:
+        # Then it is throttled
+        with pytest.raises(ClientError) as caught:
+            _invoke(aws, name, {"mode": "ok"})
+        assert caught.value.response["Error"]["Code"] == "TooManyRequestsException"
+    finally:
+        stack.lambda_runtime.limits = original
+        aws("lambda").delete_function_concurrency(FunctionName=name)
+    _invoke(aws, name, {"mode": "ok"})
+
+
+def test_warm_workers_never_outnumber_the_account_limit(stack: LocalStack, aws) -> None:
+    from dropship.local.lambda_runtime import Limits
+
+    runtime = stack.lambda_runtime
+    original = runtime.limits
+    runtime.limits = Limits(account=2, function=2, throttle_wait_s=5)
+    try:
+        # When three functions are invoked one after the other
+        for key in ("WorkFunctionName", "QuickFunctionName", "RecordEventFunctionName"):
+            _invoke(aws, stack.outputs[key], {"mode": "ok", "detail": {"executionArn": "x", "status": "none"}})
+            # Then no more than two workers are warm at any time
+            assert runtime.worker_count() <= 2
+    finally:
+        runtime.limits = original

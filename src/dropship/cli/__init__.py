@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detach", "-d", action="store_true", help="run in the background; stop with `local down` (the default)"
     )
     mode.add_argument("--foreground", action="store_true", help="stay in the foreground until Ctrl-C instead")
-    up.add_argument("--port", type=int, default=LOCAL_PORT, help=f"default {LOCAL_PORT}")
+    up.add_argument("--port", type=int, default=None, help=f"default $DROPSHIP_LOCAL_PORT, else {LOCAL_PORT}")
     up.add_argument("--host", default=LOCAL_HOST, help=f"default {LOCAL_HOST}")
     up.add_argument("--project-dir", help="the dropship repository (default: this installation's)")
     up.add_argument(

@@ -1,16 +1,23 @@
 """``dropship local up|down|status``: the local stack, detached in the background (or in the foreground).
 
 Detached, the stack runs as ``python -m dropship.local`` in its own session; its pid file
-(``stack.pid``, JSON) and log (``stack.log``) live in the state dir: ``$DROPSHIP_HOME`` when set,
-else ``~/.dropship/local``.
+(``stack.pid``, JSON), log (``stack.log``), the endpoints' and functions' logs (``logs/``) and working
+files (``run/``) live in the state dir: ``$DROPSHIP_HOME`` when set, else ``~/.dropship/local``
+(``dropship.local.paths``). ``up`` serves on ``--port``, else ``$DROPSHIP_LOCAL_PORT``, else 4566.
+
+A stack that died (``kill -9``, a crash) is reported by ``status`` with what it left (processes, working
+files), and cleaned up by the next ``up``. This module needs only the standard library and boto3: without
+the ``local`` extra, ``up`` says what to install.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,14 +35,20 @@ from dropship.cli.stack import (
     DEFAULT_STACK_NAME,
     ENDPOINT_ENV,
     LOCAL_ENDPOINT_URL,
+    LOCAL_HOST,
+    LOCAL_PORT,
     LOCAL_REGION,
     OUTPUT_NAMES,
     Stack,
     Target,
 )
+from dropship.local import paths
+from dropship.local.processes import Record, leftovers, stop_leftovers, tree_size
 
-HOME_ENV = "DROPSHIP_HOME"
+HOME_ENV = paths.HOME_ENV
 PROJECT_DIR_ENV = "DROPSHIP_PROJECT_DIR"
+# What `python -m dropship.local` imports beyond the core dependencies (the `local` extra).
+LOCAL_EXTRA_MODULES = ("moto", "samtranslator", "yaml", "requests")
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
 POLL_S = 0.5
@@ -60,16 +73,42 @@ class Running:
 
 
 def state_dir() -> Path:
-    configured = os.environ.get(HOME_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".dropship" / "local"
+    return paths.state_dir()
 
 
 def pid_file() -> Path:
-    return state_dir() / "stack.pid"
+    return paths.pid_file()
 
 
 def log_file() -> Path:
-    return state_dir() / "stack.log"
+    return paths.stack_log()
+
+
+def default_port() -> int:
+    """``$DROPSHIP_LOCAL_PORT``, else 4566."""
+    raw = os.environ.get(paths.PORT_ENV, "").strip()
+    if not raw:
+        return LOCAL_PORT
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise CliError(f"{paths.PORT_ENV}={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def require_local_extra() -> None:
+    """One line naming what to install when the local stack's dependencies are missing."""
+    missing = [name for name in LOCAL_EXTRA_MODULES if not _importable(name)]
+    if missing:
+        raise CliError(
+            f"the local stack needs the 'local' extra, which is not installed (no module {', '.join(missing)}): "
+            "pip install 'dropship[local]'"
+        )
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def project_dir(option: str | None) -> Path:
@@ -102,17 +141,17 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
 def foreground(args: argparse.Namespace) -> int:
     """Run the stack in this process until Ctrl-C (or SIGTERM), like ``docker compose up``."""
     directory = project_dir(args.project_dir)
+    port = args.port if args.port is not None else default_port()
     _refuse_if_running()
-    try:
-        from dropship.local.deploy import DeployError
-        from dropship.local.stack import LocalStack, LocalStackError
-    except ImportError as exc:
-        raise CliError(f"the local stack needs the 'local' extra (pip install 'dropship[local]'): {exc}") from exc
+    require_local_extra()
+    from dropship.local.deploy import DeployError
+    from dropship.local.stack import LocalStack, LocalStackError
 
+    clean_up_after_a_dead_stack()
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stack = LocalStack(directory, host=args.host, port=args.port)
-    print(f"Starting the local stack on {args.host}:{args.port} (project {directory}) ...", flush=True)
+    stack = LocalStack(directory, host=args.host, port=port, state_dir=state_dir())
+    print(f"Starting the local stack on {args.host}:{port} (project {directory}) ...", flush=True)
     try:
         try:
             stack.start()
@@ -138,14 +177,17 @@ def foreground(args: argparse.Namespace) -> int:
 def detach(args: argparse.Namespace) -> int:
     """Start ``python -m dropship.local`` in its own session and return once its stack is deployed."""
     directory = project_dir(args.project_dir)
+    port = args.port if args.port is not None else default_port()
     already = read_running()
     if already is not None:
         print(f"The local stack is already running (pid {already.pid}) on {already.endpoint_url}.")
         _print_outputs(already.endpoint_url)
         return 0
+    require_local_extra()
+    clean_up_after_a_dead_stack()
     state_dir().mkdir(parents=True, exist_ok=True)
     log_path = log_file()
-    command = server_command(args.host, args.port, directory)
+    command = server_command(args.host, port, directory)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
@@ -155,7 +197,7 @@ def detach(args: argparse.Namespace) -> int:
             start_new_session=True,
             cwd=str(directory),
         )
-    running = Running(process.pid, args.host, args.port, str(directory), str(log_path), datetime.now(UTC).isoformat())
+    running = Running(process.pid, args.host, port, str(directory), str(log_path), datetime.now(UTC).isoformat())
     _write_pid_file(running)
     print(f"Starting the local stack on {running.endpoint_url} (pid {process.pid}, log {log_path}) ...", flush=True)
 
@@ -191,6 +233,8 @@ def server_command(host: str, port: int, directory: Path) -> list[str]:
         str(port),
         "--project-dir",
         str(directory),
+        "--state-dir",
+        str(state_dir()),
     ]
 
 
@@ -209,7 +253,7 @@ def _refuse_if_running() -> None:
 def down() -> int:
     running = read_running()
     if running is None:
-        pid_file().unlink(missing_ok=True)
+        clean_up_after_a_dead_stack()
         print("The local stack is not running: nothing to stop.")
         return 0
     print(f"Stopping the local stack (pid {running.pid}) ...", flush=True)
@@ -226,13 +270,68 @@ def status() -> int:
         if not _print_outputs(running.endpoint_url):
             print("It is still starting: its stack is not deployed yet.")
         return 0
+    dead = _report_dead_stack()
     # Started some other way (a test, another state dir)? Ask the endpoint the other commands would use.
-    endpoint = os.environ.get(ENDPOINT_ENV) or LOCAL_ENDPOINT_URL
-    if stack_outputs(endpoint) is not None:
+    endpoint = os.environ.get(ENDPOINT_ENV) or f"http://{LOCAL_HOST}:{default_port()}"
+    if not dead and stack_outputs(endpoint) is not None:
         print(f"A local stack (not started by `dropship local up`) answers on {endpoint}.")
         _print_outputs(endpoint)
         return 0
+    if dead:
+        raise CliError("the local stack is not running: `dropship local up` cleans up what it left and starts it")
     raise CliError("the local stack is not running: start it with `dropship local up`")
+
+
+def _report_dead_stack() -> bool:
+    """Print what a stack that died left (pid file, processes, working files); True if there was any."""
+    recorded = read_recorded()
+    found = leftovers(_records_dir())
+    size = tree_size(paths.run_dir())
+    if recorded is None and not found and not size:
+        return False
+    who = f" (pid {recorded.pid}, started {recorded.started_at})" if recorded is not None else ""
+    print(f"The local stack died{who}; it left:")
+    count = sum(len(pids) for pids in found.values())
+    print(f"  {count} process{'es' if count != 1 else ''}{_describe(found)}")
+    print(f"  {_human_size(size)} of working files in {paths.run_dir()}")
+    return True
+
+
+def clean_up_after_a_dead_stack() -> None:
+    """Stop what a stack that died left and remove its working files, saying so in one line."""
+    recorded = read_recorded()
+    found = stop_leftovers(_records_dir())
+    size = tree_size(paths.run_dir())
+    shutil.rmtree(paths.run_dir(), ignore_errors=True)
+    pid_file().unlink(missing_ok=True)
+    if recorded is None and not found and not size:
+        return
+    count = sum(len(pids) for pids in found.values())
+    who = f" (pid {recorded.pid})" if recorded is not None else ""
+    print(
+        f"Cleaned up after a local stack that died{who}: stopped {count} process{'es' if count != 1 else ''}, "
+        f"removed {_human_size(size)} of working files.",
+        flush=True,
+    )
+
+
+def _records_dir() -> Path:
+    return paths.run_dir() / "processes"
+
+
+def _describe(found: dict[Record, list[int]]) -> str:
+    if not found:
+        return ""
+    names = sorted({f"{record.kind} {record.name}" for record in found})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f" ({shown})"
+
+
+def _human_size(size: int) -> str:
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -250,14 +349,18 @@ def stack_outputs(endpoint_url: str, stack_name: str = DEFAULT_STACK_NAME) -> di
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 
 
-def read_running() -> Running | None:
-    """The detached stack recorded in the pid file, if its process is still alive."""
+def read_recorded() -> Running | None:
+    """The stack recorded in the pid file, alive or not."""
     try:
-        data = json.loads(pid_file().read_text())
-        running = Running(**data)
+        return Running(**json.loads(pid_file().read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return running if _alive(running.pid) else None
+
+
+def read_running() -> Running | None:
+    """The detached stack recorded in the pid file, if its process is still alive."""
+    running = read_recorded()
+    return running if running is not None and _alive(running.pid) else None
 
 
 def _alive(pid: int) -> bool:
@@ -342,10 +445,8 @@ def _print_output_lines(outputs: dict[str, Any]) -> None:
 
 
 def _said_ready(log_path: Path) -> bool:
-    from dropship.local.__main__ import READY_PREFIX
-
     try:
-        return READY_PREFIX in log_path.read_text(errors="replace")
+        return paths.READY_PREFIX in log_path.read_text(errors="replace")
     except OSError:
         return False
 

@@ -17,9 +17,10 @@ from pathlib import Path
 from types import FrameType
 
 from dropship.local.deploy import DeployError
+from dropship.local.paths import READY_PREFIX
 from dropship.local.stack import LocalStack, LocalStackError
 
-READY_PREFIX = "dropship local stack ready:"
+__all__ = ["READY_PREFIX", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=4566, help="port to serve on (default 4566; 0 = any free)")
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="directory holding template.yaml")
     parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--run-dir", type=Path, default=None, help="where function and endpoint logs go")
+    parser.add_argument("--run-dir", type=Path, default=None, help="working files and logs (default: a temporary dir)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="keep logs in <dir>/logs and working files in <dir>/run (what `dropship local up` passes)",
+    )
     parser.add_argument(
         "--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter override"
     )
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         region=args.region,
         parameter_overrides=overrides,
         run_dir=args.run_dir,
+        state_dir=args.state_dir,
     )
     try:
         stack.start()

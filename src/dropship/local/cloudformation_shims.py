@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from contextlib import ExitStack
 from typing import Any
-
-from dropship.local._patching import Patches
+from unittest import mock
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _definition_string(properties: dict[str, Any]) -> str:
     return substitute_definition(str(definition or ""), properties.get("DefinitionSubstitutions"))
 
 
-def install(patches: Patches, skipped: set[str]) -> None:
+def install(patches: ExitStack, skipped: set[str]) -> None:
     """Install the CloudFormation fixes. ``skipped`` collects resource types moto cannot create."""
     from moto.cloudformation import parsing
     from moto.cloudformation.exceptions import ValidationError
@@ -105,9 +105,9 @@ def install(patches: Patches, skipped: set[str]) -> None:
         )
         return backend.describe_state_machine(original_resource.arn)
 
-    patches.replace(StateMachine, "create_from_cloudformation_json", classmethod(sm_create))
-    patches.replace(StateMachine, "delete_from_cloudformation_json", classmethod(sm_delete))
-    patches.replace(StateMachine, "update_from_cloudformation_json", classmethod(sm_update))
+    patches.enter_context(mock.patch.object(StateMachine, "create_from_cloudformation_json", classmethod(sm_create)))
+    patches.enter_context(mock.patch.object(StateMachine, "delete_from_cloudformation_json", classmethod(sm_delete)))
+    patches.enter_context(mock.patch.object(StateMachine, "update_from_cloudformation_json", classmethod(sm_update)))
 
     # --- S3 buckets: notifications and versioning -------------------------------------------------
     original_bucket_create = FakeBucket.create_from_cloudformation_json
@@ -127,7 +127,7 @@ def install(patches: Patches, skipped: set[str]) -> None:
             s3_backends[account_id][get_partition(region_name)].put_bucket_versioning(bucket.name, versioning)
         return bucket
 
-    patches.replace(FakeBucket, "create_from_cloudformation_json", classmethod(bucket_create))
+    patches.enter_context(mock.patch.object(FakeBucket, "create_from_cloudformation_json", classmethod(bucket_create)))
 
     # --- DynamoDB: TTL ----------------------------------------------------------------------------
     original_table_create = Table.create_from_cloudformation_json
@@ -141,7 +141,7 @@ def install(patches: Patches, skipped: set[str]) -> None:
             table.ttl = {"TimeToLiveStatus": "ENABLED", "AttributeName": ttl["AttributeName"]}
         return table
 
-    patches.replace(Table, "create_from_cloudformation_json", classmethod(table_create))
+    patches.enter_context(mock.patch.object(Table, "create_from_cloudformation_json", classmethod(table_create)))
 
     # --- Ref values CloudFormation returns -------------------------------------------------------
     from moto.awslambda.models import LambdaFunction, LayerVersion
@@ -153,7 +153,7 @@ def install(patches: Patches, skipped: set[str]) -> None:
         (LayerVersion, lambda self: self.arn),
     ):
         if "physical_resource_id" not in model.__dict__:
-            patches.replace(model, "physical_resource_id", property(ref))
+            patches.enter_context(mock.patch.object(model, "physical_resource_id", property(ref), create=True))
 
     # --- Lambda functions: layers -----------------------------------------------------------------
     original_function_create = LambdaFunction.create_from_cloudformation_json
@@ -167,12 +167,16 @@ def install(patches: Patches, skipped: set[str]) -> None:
             fn.layers = fn._get_layers_data(layers)
         return fn
 
-    patches.replace(LambdaFunction, "create_from_cloudformation_json", classmethod(function_create))
+    patches.enter_context(
+        mock.patch.object(LambdaFunction, "create_from_cloudformation_json", classmethod(function_create))
+    )
 
     # --- S3 bucket policies -----------------------------------------------------------------------
     _register_bucket_policy_model(CloudFormationModel)
-    parsing.get_model_map.cache_clear()
-    parsing.get_name_type_map.cache_clear()
+    # moto discovers models once per process (three lru_caches over the subclasses of CloudFormationModel):
+    # after an earlier moto CloudFormation call, the new model is invisible until every one is cleared.
+    for cached in (parsing.get_model_list, parsing.get_model_map, parsing.get_name_type_map):
+        cached.cache_clear()
 
     # --- Name the resource when moto fails, and record what it skips ------------------------------
     original_parse_and_create = parsing.parse_and_create_resource
@@ -199,7 +203,7 @@ def install(patches: Patches, skipped: set[str]) -> None:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    patches.replace(parsing, "parse_and_create_resource", parse_and_create_resource)
+    patches.enter_context(mock.patch.object(parsing, "parse_and_create_resource", parse_and_create_resource))
 
 
 def _lower_first(config: dict[str, Any] | None) -> dict[str, Any] | None:

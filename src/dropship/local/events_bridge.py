@@ -1,10 +1,23 @@
-"""EventBridge seams: Step Functions targets, and S3 "Object Created" events shaped as AWS sends them.
+"""EventBridge seams: Step Functions and Lambda targets, and the events AWS services put that moto does not.
 
 moto 5.2.5 gaps filled here:
 
-- ``Rule.send_to_targets`` raises ``NotImplementedError`` for a state machine target. -> a target whose
-  ARN is ``arn:aws:states:...:stateMachine:...`` starts an execution with the event as input,
-  honouring the target's ``Input``, ``InputPath`` or ``InputTransformer``. Disabled rules deliver nothing.
+- ``Rule.send_to_targets`` raises ``NotImplementedError`` for a state machine target and does nothing for
+  a Lambda function target. -> a state machine target starts an execution with the event as input; a
+  function target (``arn:aws:lambda:...:function:...``) is invoked asynchronously (``Event``) through the
+  local Lambda runtime, so the real handler runs, as EventBridge invokes functions. Both honour the
+  target's ``Input`` or ``InputPath`` (``InputTransformer`` is not emulated: nothing here uses it).
+  Disabled rules deliver nothing.
+- moto's Step Functions puts no ``Step Functions Execution Status Change`` events. -> every status change
+  of a Standard workflow execution (``RUNNING`` at start, then ``SUCCEEDED``, ``FAILED``, ``TIMED_OUT``
+  when the definition's ``TimeoutSeconds`` passes (moto enforces it), ``ABORTED`` on ``StopExecution``)
+  puts one on the default bus, with the detail AWS documents (``executionArn``, ``stateMachineArn``,
+  ``name``, ``status``, ``startDate``, ``stopDate`` in epoch milliseconds, ``input``, ``output``,
+  ``inputDetails``, ``outputDetails``, ``error``, ``cause``). Express workflows put none, as in AWS.
+- moto's executing Step Functions backend names an execution started without a name ``None`` (a second
+  one then collides). -> a UUID, as AWS does.
+- moto delivers events to SQS queues without their ``account`` (its default input template leaves it
+  out). -> targets without an ``InputTransformer`` get the whole event, as AWS delivers it.
 - moto's S3 -> EventBridge event is sent to the rules of *every* bus and its ``detail.object`` has
   ``eTag`` (AWS: ``etag``), ``version-id: null`` on unversioned buckets (AWS: absent) and a constant
   ``sequencer``; ``time`` is a number (AWS: an ISO-8601 string). -> events go to the default bus only,
@@ -23,10 +36,10 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
-
-from dropship.local._patching import Patches
+from unittest import mock
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +78,7 @@ def as_delivered(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def target_input(target: dict[str, Any], raw_event: dict[str, Any]) -> Any:
-    """What a target receives: the event, or its ``Input`` (constant JSON), ``InputPath`` or ``InputTransformer``."""
+    """What a target receives: the event as delivered, or the target's ``Input`` (constant JSON) or ``InputPath``."""
     event = as_delivered(raw_event)
     if target.get("Input"):
         return json.loads(target["Input"])
@@ -74,36 +87,17 @@ def target_input(target: dict[str, Any], raw_event: dict[str, Any]) -> Any:
 
         matches = parse(target["InputPath"]).find(event)
         return matches[0].value if matches else None
-    transformer = target.get("InputTransformer")
-    if transformer:
-        from moto.events.utils import EventTemplateParser
-
-        with_ingestion_time: Any = {**event, "ingestion-time": raw_event.get("ingestion-time", time.time())}
-        return EventTemplateParser.parse(
-            input_template=transformer.get("InputTemplate"),
-            input_paths_map=transformer.get("InputPathsMap", {}),
-            event=with_ingestion_time,
-        )
     return event
 
 
-def _is_state_machine(arn: str) -> bool:
+def _arn_kind(arn: str) -> str | None:
+    """``"stateMachine"`` or ``"function"`` for the targets delivered here, else None (moto delivers it)."""
     parts = arn.split(":")
-    return len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine"
-
-
-def _is_lambda(arn: str) -> bool:
-    parts = arn.split(":")
-    return len(parts) >= 7 and parts[2] == "lambda" and parts[5] == "function"
-
-
-def invoke_function_for(target: dict[str, Any], event: dict[str, Any]) -> None:
-    """Invoke the target function asynchronously with the event, as EventBridge does."""
-    from moto.awslambda.utils import get_backend
-
-    _, _, _, region, account, _, name, *_ = target["Arn"].split(":")
-    payload = json.dumps(target_input(target, event)).encode()
-    get_backend(account, region).invoke(name, None, payload, {"X-Amz-Invocation-Type": "Event"}, {})
+    if len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine":
+        return "stateMachine"
+    if len(parts) >= 7 and parts[2] == "lambda" and parts[5] == "function":
+        return "function"
+    return None
 
 
 def start_execution_for(target: dict[str, Any], event: dict[str, Any]) -> str:
@@ -120,8 +114,25 @@ def start_execution_for(target: dict[str, Any], event: dict[str, Any]) -> str:
     return str(execution.execution_arn)
 
 
-def install(patches: Patches) -> None:
-    """Patch moto's EventBridge rule delivery and S3's EventBridge notifications."""
+def invoke_function_for(target: dict[str, Any], event: dict[str, Any]) -> None:
+    """Invoke the target function asynchronously with the event, through the local Lambda runtime."""
+    from moto.awslambda.utils import get_backend
+
+    arn = target["Arn"]
+    parts = arn.split(":")
+    region, account, name = parts[3], parts[4], parts[6]
+    qualifier = parts[7] if len(parts) > 7 else None
+    get_backend(account, region).invoke(
+        name, qualifier, json.dumps(target_input(target, event)), {"X-Amz-Invocation-Type": "Event"}, {}
+    )
+    log.info("event %s (%s) invoked %s", event.get("id"), event.get("detail-type"), arn)
+
+
+_DELIVER = {"stateMachine": start_execution_for, "function": invoke_function_for}
+
+
+def install(patches: ExitStack) -> None:
+    """Patch moto's EventBridge rule delivery, S3's EventBridge notifications and Step Functions executions."""
     from moto.events.models import Rule
     from moto.s3 import notifications
 
@@ -132,25 +143,32 @@ def install(patches: Patches) -> None:
             return  # a scheduled rule is not matched against events
         if not self.event_pattern.matches_event(original_event):
             return
-        machine_targets = [t for t in self.targets if _is_state_machine(t.get("Arn", ""))]
-        lambda_targets = [t for t in self.targets if _is_lambda(t.get("Arn", ""))]
-        other_targets = [t for t in self.targets if t not in machine_targets and t not in lambda_targets]
-        for target in machine_targets:
+        other_targets = []
+        for target in self.targets:
+            kind = _arn_kind(target.get("Arn", ""))
+            if kind is None:
+                other_targets.append(target)
+                continue
             try:
-                start_execution_for(target, original_event)
+                _DELIVER[kind](target, original_event)
             except Exception:  # delivery is asynchronous in AWS: the sender never sees target failures
-                log.exception("rule %s: could not start %s", self.name, target.get("Arn"))
-        for target in lambda_targets:
-            try:
-                invoke_function_for(target, original_event)
-            except Exception:
-                log.exception("rule %s: could not invoke %s", self.name, target.get("Arn"))
-        if other_targets:
-            rest = copy.copy(self)
-            rest.targets = other_targets
-            original_send(rest, original_event, transform_input)
+                log.exception("rule %s: could not deliver to %s", self.name, target.get("Arn"))
+        # moto's default input template drops `account` (and keeps `ingestion-time`): a target without an
+        # InputTransformer gets the event as AWS delivers it; moto renders `time` for the queue or log group.
+        plain = [t for t in other_targets if not t.get("InputTransformer")]
+        transformed = [t for t in other_targets if t.get("InputTransformer")]
+        event = {k: v for k, v in original_event.items() if k != "ingestion-time"}
+        deliveries: list[tuple[list[Any], Any, bool]] = [
+            (plain, event, False),
+            (transformed, original_event, transform_input),
+        ]
+        for targets, delivered, transform in deliveries:
+            if targets:
+                rest = copy.copy(self)
+                rest.targets = targets
+                original_send(rest, delivered, transform)
 
-    patches.replace(Rule, "send_to_targets", send_to_targets)
+    patches.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
 
     def send_event_bridge_message(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
         try:
@@ -197,4 +215,83 @@ def install(patches: Patches) -> None:
         except Exception:  # S3 never fails the upload because of its notifications
             log.exception("S3 EventBridge notification for s3://%s/%s failed", bucket.name, key.name)
 
-    patches.replace(notifications, "_send_event_bridge_message", send_event_bridge_message)
+    patches.enter_context(mock.patch.object(notifications, "_send_event_bridge_message", send_event_bridge_message))
+
+    _install_execution_events(patches)
+
+
+# --------------------------------------------------------------------------------------------------
+# Step Functions Execution Status Change
+
+
+def _epoch_ms(value: datetime | None) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def execution_status_detail(execution: Any, status: str) -> dict[str, Any]:
+    """``detail`` of a ``Step Functions Execution Status Change`` event: DescribeExecution's fields."""
+    machine = execution.state_machine
+    succeeded = status == "SUCCEEDED"
+    return {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": getattr(machine, "source_arn", None) or machine.arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": None if status == "RUNNING" else _epoch_ms(execution.stop_date),
+        "input": json.dumps(execution.input_data, separators=(",", ":")),
+        "inputDetails": {"included": True},
+        "output": json.dumps(execution.output, separators=(",", ":")) if succeeded else None,
+        "outputDetails": {"included": True} if succeeded else None,
+        "error": execution.error,
+        "cause": execution.cause,
+    }
+
+
+def put_execution_status_change(execution: Any, status: str) -> None:
+    """Put the event on the execution's default bus, as Step Functions does for Standard workflows."""
+    from moto.events.models import events_backends
+
+    # moto keeps the workflow type in `type` (its `sm_type` always says STANDARD)
+    if str(getattr(execution.state_machine, "type", "STANDARD")) != "STANDARD":
+        return
+    try:
+        events_backends[execution.account_id][execution.region_name].put_events(
+            [
+                {
+                    "Source": "aws.states",
+                    "DetailType": "Step Functions Execution Status Change",
+                    "Detail": json.dumps(execution_status_detail(execution, status)),
+                    "Resources": [execution.exec_arn],
+                }
+            ]
+        )
+    except Exception:  # best effort, as in AWS: the execution never fails because of its event
+        log.exception("could not put the status change event of %s", execution.exec_arn)
+
+
+def _install_execution_events(patches: ExitStack) -> None:
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_start = Execution.start
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+    original_start_execution = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # StartExecution without a name gets a UUID, as in AWS (moto's executing backend keeps None, so a
+        # second unnamed execution would collide with the first).
+        return original_start_execution(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    def start(self: Any) -> None:
+        put_execution_status_change(self, "RUNNING")  # before the worker runs: RUNNING always comes first
+        original_start(self)
+
+    def terminated(self: Any) -> None:
+        original_terminated(self)
+        status = self.execution.exec_status
+        put_execution_status_change(self.execution, str(getattr(status, "value", status)))
+
+    patches.enter_context(mock.patch.object(StepFunctionsParserBackend, "start_execution", start_execution))
+    patches.enter_context(mock.patch.object(Execution, "start", start))
+    patches.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated))

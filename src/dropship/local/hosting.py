@@ -1,29 +1,40 @@
 """The SageMaker seam: endpoints are real local processes running the project's inference container.
 
-moto 5.2.5 marks an endpoint ``InService`` at once, has no ``UpdateEndpoint`` and answers
-``InvokeEndpoint`` from a canned queue. Here:
+moto 5.2.5 marks an endpoint ``InService`` at once and answers ``InvokeEndpoint`` from a canned queue.
+Here:
 
 - ``CreateEndpoint`` records the endpoint as ``Creating`` and, in a background thread, reads the first
   production variant's model data (``ModelDataUrl``) from the emulated S3, unpacks it safely
-  (``tarfile`` ``filter="data"``) and starts ``<project>/container/serve`` on a free port with the
-  model's ``Environment``. ``GET /ping`` answering 200 makes it ``InService``; the process exiting or
-  not becoming healthy within ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it
-  ``Failed`` with the tail of its log as ``FailureReason``.
-- ``UpdateEndpoint`` (added) sets ``Updating``, starts the new configuration beside the old one and
-  switches over once it is healthy; if it fails, the old one keeps serving and the endpoint returns to
-  ``InService`` with the ``FailureReason`` of the attempt (as SageMaker rolls back a failed update).
-- ``DeleteEndpoint`` stops the process (SIGTERM to its process group, SIGKILL after a grace period) and
-  removes its model directory.
+  (``tarfile`` ``filter="data"``) and starts ``<project>/container/serve`` on a free port with a minimal
+  environment (``endpoint_environment``: nothing from the developer's shell) plus the model's
+  ``Environment``, one server worker unless the model's ``SAGEMAKER_MODEL_SERVER_WORKERS`` asks for more.
+  A few start at a time (twice as many as there are cores), the others wait as ``Creating``.
+  ``GET /ping`` answering 200 makes it ``InService``; the process exiting or not becoming healthy within
+  ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it ``Failed`` with the tail of
+  its log as ``FailureReason``. ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY`` seconds (default 0) are waited
+  before the process starts, to model SageMaker's minutes of provisioning in release benchmarks
+  (``settings.LocalSettings``).
+- An ``InService`` endpoint whose process exits (a crash, the OOM killer, a ``kill``) becomes ``Failed``
+  with a ``FailureReason`` naming the exit, as SageMaker reports an instance failure; it is not
+  restarted, so a model that crashes is seen rather than hidden by a restart loop. Deleting and creating
+  it again (or a new release) brings it back.
+- ``DeleteEndpoint`` stops the process group (SIGTERM, SIGKILL after a grace period) and removes its
+  model directory.
+- ``DescribeEndpoint`` leaves ``DataCaptureConfig`` out when none is configured, as SageMaker does.
 - ``InvokeEndpoint`` forwards body, ``ContentType``, ``Accept`` and ``CustomAttributes`` to
   ``POST /invocations``. A 4xx/5xx from the container is a ``ModelError`` (HTTP 424) as SageMaker
-  reports it; an unknown endpoint or one not ``InService`` is a ``ValidationError``.
+  reports it, pointing at the local log file; an unknown endpoint or one not ``InService`` is a
+  ``ValidationError``.
 - Every status change puts a ``SageMaker Endpoint State Change`` event (source ``aws.sagemaker``) on
-  the default bus, as AWS does.
+  the default bus, shaped as AWS documents it (``EndpointStatus`` spelled ``IN_SERVICE``, ``CREATING``,
+  ``FAILED``, ``DELETING``; times as epoch milliseconds; ``FailureReason`` when failed).
+
+The container's stdout and stderr go to ``paths.endpoint_log`` (``<logs>/endpoints/<EndpointName>.log``),
+which outlives the endpoint.
 """
 
 from __future__ import annotations
 
-import atexit
 import io
 import json
 import logging
@@ -31,82 +42,131 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import threading
 import time
-import weakref
+from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from urllib.parse import unquote, urlparse
 
 import requests
 
-from dropship.local._patching import Patches
+from dropship.local import paths
 from dropship.local.ports import free_port
+from dropship.local.processes import Supervisor
+from dropship.local.settings import LocalSettings
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_ENV = "DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT"
-DEFAULT_STARTUP_TIMEOUT_S = 120.0
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker real-time endpoints give the container 60 s per request
 STOP_GRACE_S = 5.0
-FAILURE_REASON_TAIL = 800
+FAILURE_REASON_MAX = 1024  # DescribeEndpoint's FailureReason is at most 1024 characters
 _PING_INTERVAL_S = 0.1
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
 
 
-def log_tail(path: Path, limit: int = FAILURE_REASON_TAIL) -> str:
-    """The last ``limit`` characters of a log, without colour codes, control characters or blank lines."""
+def log_tail(path: Path, limit: int, start: int = 0) -> str:
+    """The last ``limit`` characters written to ``path`` after byte ``start``: no colour codes, control
+    characters or blank lines."""
     try:
-        raw = path.read_bytes()[-(limit * 4) :].decode("utf-8", errors="replace")
+        with path.open("rb") as fh:
+            size = fh.seek(0, io.SEEK_END)
+            fh.seek(max(start, size - limit * 4))
+            raw = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
     text = _CONTROL.sub("", _ANSI.sub("", raw))
     lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    return "\n".join(lines)[-limit:]
+    return "\n".join(lines)[-limit:] if limit > 0 else ""
 
 
-def _epoch_ms(value: datetime | None) -> int:
-    return int((value or datetime.now(UTC)).timestamp() * 1000)
+def event_status(status: str) -> str:
+    """DescribeEndpoint's ``InService`` as the state change event spells it: ``IN_SERVICE``."""
+    return _CAMEL_BOUNDARY.sub("_", status).upper()
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def endpoint_environment(
+    model_environment: Mapping[str, str], *, model_dir: Path, home: Path, port: int, region: str
+) -> dict[str, str]:
+    """The container's whole environment: what a process needs, the model's ``Environment``, SageMaker's
+    variables. Nothing from the developer's shell (credentials, tokens, proxies) reaches a model."""
+    env = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        # SageMaker's default is one worker per vCPU; locally one, unless the model asks for more.
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }
+    for name in ("LD_LIBRARY_PATH", "TMPDIR"):  # where the interpreter finds its libraries and scratch space
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    env.update(model_environment)
+    env.update(
+        {
+            "SM_MODEL_DIR": str(model_dir),
+            "SAGEMAKER_BIND_TO_HOST": "127.0.0.1",
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "DROPSHIP_INSTALL_REQUIREMENTS": "0",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+        }
+    )
+    return env
+
+
+def _epoch_ms(value: datetime | None) -> float:
+    return float(int((value or datetime.now(UTC)).timestamp() * 1000))
+
+
+class EndpointFailure(Exception):
+    """Why an endpoint could not start; the message becomes ``FailureReason``."""
 
 
 @dataclass
 class _Server:
-    """One running (or starting) container process for an endpoint configuration."""
+    """One running (or starting) container process for an endpoint."""
 
-    config_name: str
+    endpoint_name: str
     variant_name: str
-    model_dir: Path
+    base_dir: Path
     log_path: Path
+    log_start: int = 0
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen[bytes] | None = None
+    process: Any = None  # subprocess.Popen[bytes]
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base_dir / "model"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        process = self.process
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                process.terminate()
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    process.kill()
-                process.wait(timeout=STOP_GRACE_S)
-        shutil.rmtree(self.model_dir, ignore_errors=True)
+    def reason(self, message: str) -> str:
+        """``message`` and the container log's tail, within SageMaker's FailureReason limit."""
+        head = f"{message} Container log ({self.log_path}):\n"
+        return head + log_tail(self.log_path, FAILURE_REASON_MAX - len(head), self.log_start)
 
 
 @dataclass
@@ -117,30 +177,43 @@ class _Endpoint:
     serving: _Server | None = None
     starting: _Server | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
-
-
-class EndpointFailure(Exception):
-    """Why an endpoint (or an update of it) could not start; the message becomes ``FailureReason``."""
+    # Held while a status follows from a server change: "in service" and "its process exited" never cross.
+    status_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class EndpointHost:
     """Runs SageMaker endpoints as local processes. One per local stack; ``install`` plugs it into moto."""
 
-    def __init__(self, project_dir: Path, run_dir: Path, serve_command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        project_dir: Path,
+        run_dir: Path,
+        log_dir: Path,
+        supervisor: Supervisor,
+        serve_command: list[str] | None = None,
+        *,
+        startup_timeout_s: float = LocalSettings.endpoint_startup_timeout_s,
+        startup_delay_s: float = LocalSettings.endpoint_startup_delay_s,
+    ) -> None:
         self.project_dir = Path(project_dir)
         self.run_dir = Path(run_dir)
+        self.log_dir = Path(log_dir)
+        self.supervisor = supervisor
         self.serve_command = serve_command or [sys.executable, str(self.project_dir / "container" / "serve")]
+        self.startup_timeout_s = startup_timeout_s
+        self.startup_delay_s = startup_delay_s
+        self._start_slots = threading.BoundedSemaphore(2 * max(2, os.cpu_count() or 2))
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        _hosts.add(self)
+
+    def log_path(self, endpoint_name: str) -> Path:
+        return paths.endpoint_log(endpoint_name, self.log_dir)
 
     # -- moto seam ----------------------------------------------------------------------------------
-    def install(self, patches: Patches) -> None:
-        from moto.core.responses import ActionResult
+    def install(self, patches: ExitStack) -> None:
         from moto.sagemaker.exceptions import ValidationError
         from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
-        from moto.sagemaker.responses import SageMakerResponse
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
         host = self
@@ -152,50 +225,34 @@ class EndpointHost:
                 arn = FakeEndpoint.arn_formatter(endpoint_name, backend.account_id, backend.region_name)
                 raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
             endpoint = original_create(backend, endpoint_name, endpoint_config_name, tags)
+            if not endpoint.data_capture_config:
+                # moto answers `{}`, which breaks SageMaker SDK v3's Endpoint.get; SageMaker leaves it out
+                endpoint.data_capture_config = None  # type: ignore[assignment]
             host._set_status(backend, endpoint, "Creating")
-            host._launch(backend, endpoint, endpoint_config_name, updating=False)
+            host._launch(backend, endpoint, endpoint_config_name)
             return endpoint
-
-        def update_endpoint(backend: Any, endpoint_name: str, endpoint_config_name: str) -> str:
-            endpoint = backend.endpoints.get(endpoint_name)
-            if endpoint is None:
-                arn = FakeEndpoint.arn_formatter(endpoint_name, backend.account_id, backend.region_name)
-                raise ValidationError(message=f'Could not find endpoint "{arn}".')
-            if endpoint.endpoint_status != "InService":
-                raise ValidationError(
-                    message=f'Cannot update in-progress endpoint "{endpoint.arn}".'
-                    if endpoint.endpoint_status in ("Creating", "Updating", "Deleting")
-                    else f'Cannot update endpoint "{endpoint.arn}" in status {endpoint.endpoint_status}.'
-                )
-            backend.describe_endpoint_config(endpoint_config_name)  # ValidationError when unknown
-            host._set_status(backend, endpoint, "Updating")
-            host._launch(backend, endpoint, endpoint_config_name, updating=True)
-            return str(endpoint.arn)
 
         def delete_endpoint(backend: Any, endpoint_name: str) -> None:
             endpoint = backend.endpoints.get(endpoint_name)
+            record = host._cancel((backend.account_id, backend.region_name, endpoint_name))
             original_delete(backend, endpoint_name)
             if endpoint is not None:
                 host._put_event(backend, endpoint, "Deleting")
-            host._terminate((backend.account_id, backend.region_name, endpoint_name))
-
-        def update_endpoint_action(response: Any) -> Any:
-            arn = response.sagemaker_backend.update_endpoint(
-                response._get_param("EndpointName"), response._get_param("EndpointConfigName")
-            )
-            return ActionResult({"EndpointArn": arn})
+            if record is not None:
+                host._stop_servers(record)
 
         def invoke_endpoint_action(response: Any) -> Any:
             name = unquote(response.path.split("/")[2])
             return host.invoke(response.current_account, response.region, name, response.raw_body, response.headers)
 
-        patches.replace(SageMakerModelBackend, "create_endpoint", create_endpoint)
-        patches.replace(SageMakerModelBackend, "update_endpoint", update_endpoint)
-        patches.replace(SageMakerModelBackend, "delete_endpoint", delete_endpoint)
-        patches.replace(SageMakerResponse, "update_endpoint", update_endpoint_action)
-        patches.replace(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint_action)
-        # moto decodes request bodies as UTF-8 unless told not to: NPY or image payloads are binary.
-        patches.replace(SageMakerRuntimeResponse, "use_raw_body", True)
+        for owner, name, value in (
+            (SageMakerModelBackend, "create_endpoint", create_endpoint),
+            (SageMakerModelBackend, "delete_endpoint", delete_endpoint),
+            (SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint_action),
+            # moto decodes request bodies as UTF-8 unless told not to: NPY or image payloads are binary.
+            (SageMakerRuntimeResponse, "use_raw_body", True),
+        ):
+            patches.enter_context(mock.patch.object(owner, name, value))
 
     # -- status and events --------------------------------------------------------------------------
     def _set_status(self, backend: Any, endpoint: Any, status: str, failure_reason: str | None = None) -> None:
@@ -207,24 +264,13 @@ class EndpointHost:
     def _put_event(self, backend: Any, endpoint: Any, status: str) -> None:
         from moto.events.models import events_backends
 
-        detail: dict[str, Any] = {
-            "EndpointName": endpoint.endpoint_name,
-            "EndpointArn": endpoint.arn,
-            "EndpointConfigName": endpoint.endpoint_config_name,
-            "EndpointStatus": status,
-            "CreationTime": _epoch_ms(endpoint.creation_time),
-            "LastModifiedTime": _epoch_ms(endpoint.last_modified_time),
-            "Tags": {t["Key"]: t["Value"] for t in endpoint.tags or [] if "Key" in t},
-        }
-        if endpoint.failure_reason:
-            detail["FailureReason"] = endpoint.failure_reason
         try:
             events_backends[backend.account_id][backend.region_name].put_events(
                 [
                     {
                         "Source": "aws.sagemaker",
                         "DetailType": "SageMaker Endpoint State Change",
-                        "Detail": json.dumps(detail),
+                        "Detail": json.dumps(state_change_detail(backend, endpoint, status)),
                         "Resources": [endpoint.arn],
                     }
                 ]
@@ -233,68 +279,53 @@ class EndpointHost:
             log.exception("could not put the state change event for %s", endpoint.endpoint_name)
 
     # -- starting -----------------------------------------------------------------------------------
-    def _launch(self, backend: Any, endpoint: Any, config_name: str, *, updating: bool) -> None:
+    def _launch(self, backend: Any, endpoint: Any, config_name: str) -> None:
         key = (backend.account_id, backend.region_name, endpoint.endpoint_name)
+        record = _Endpoint(backend.account_id, backend.region_name, endpoint.endpoint_name)
         with self._lock:
-            record = self._endpoints.get(key)
-            if record is None or not updating:
-                record = _Endpoint(backend.account_id, backend.region_name, endpoint.endpoint_name)
-                self._endpoints[key] = record
-        thread = threading.Thread(
-            target=self._bring_up,
-            args=(backend, endpoint, record, config_name, updating),
-            name=f"endpoint-{endpoint.endpoint_name}",
-            daemon=True,
-        )
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            self._endpoints[key] = record
+            self._threads = [t for t in self._threads if t.is_alive()]
+            thread = threading.Thread(
+                target=self._bring_up,
+                args=(backend, endpoint, record, config_name),
+                name=f"endpoint-{endpoint.endpoint_name}",
+                daemon=True,
+            )
+            self._threads.append(thread)
         thread.start()
 
-    def _bring_up(self, backend: Any, endpoint: Any, record: _Endpoint, config_name: str, updating: bool) -> None:
+    def _bring_up(self, backend: Any, endpoint: Any, record: _Endpoint, config_name: str) -> None:
         server: _Server | None = None
         try:
             server = self._prepare(backend, endpoint.endpoint_name, config_name)
             record.starting = server
-            self._start_and_wait(server, record.cancelled)
-        except EndpointFailure as exc:
-            if record.cancelled.is_set():
-                return
+            self._start_and_wait(server, record, backend, endpoint)
+        except Exception as exc:  # EndpointFailure, or a bug here: either must still end the Creating state
+            if not isinstance(exc, EndpointFailure):
+                log.exception("endpoint %s: unexpected error", endpoint.endpoint_name)
             if server is not None:
-                server.stop()
+                self._stop_server(server)
             record.starting = None
-            reason = str(exc)[:1024]
-            log.warning("endpoint %s failed: %s", endpoint.endpoint_name, reason)
-            if updating:
-                self._set_status(backend, endpoint, "InService", reason)
-            else:
-                self._set_status(backend, endpoint, "Failed", reason)
-            return
-        except Exception as exc:  # a bug here must still end the Creating state
-            log.exception("endpoint %s: unexpected error", endpoint.endpoint_name)
-            if server is not None:
-                server.stop()
             if not record.cancelled.is_set():
-                self._set_status(backend, endpoint, "InService" if updating else "Failed", f"InternalFailure: {exc}")
+                reason = str(exc) if isinstance(exc, EndpointFailure) else f"InternalFailure: {exc}"
+                log.warning("endpoint %s failed: %s", endpoint.endpoint_name, reason)
+                self._set_status(backend, endpoint, "Failed", reason[:FAILURE_REASON_MAX])
             return
-        if record.cancelled.is_set():
-            server.stop()
-            return
-        previous = record.serving
-        record.serving, record.starting = server, None
-        if updating:
-            endpoint.endpoint_config_name = config_name
-            endpoint.production_variants = endpoint._process_production_variants(
-                backend.endpoint_configs[config_name].production_variants
-            )
-        self._set_status(backend, endpoint, "InService")
-        if previous is not None:
-            previous.stop()
+        with record.status_lock:
+            if not record.cancelled.is_set() and server.process.poll() is None:
+                record.serving, record.starting = server, None
+                self._set_status(backend, endpoint, "InService")
+                return
+        if record.cancelled.is_set():  # deleted while it started
+            self._stop_server(server)
+        else:  # exited the moment it passed the health check: the next ping would have failed
+            self._bring_up_failed(backend, endpoint, record, server, code=server.process.returncode)
 
     def _prepare(self, backend: Any, endpoint_name: str, config_name: str) -> _Server:
         config = backend.endpoint_configs.get(config_name)
         if config is None or not config.production_variants:
             raise EndpointFailure(f"Could not find endpoint configuration {config_name}.")
         variant = config.production_variants[0]
-        variant_name = variant.get("VariantName", "AllTraffic")
         model = backend._models.get(variant.get("ModelName"))
         if model is None:
             raise EndpointFailure(f'Could not find model "{variant.get("ModelName")}".')
@@ -303,53 +334,62 @@ class EndpointHost:
         environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        base = self.run_dir / f"{endpoint_name}-{stamp}"
-        model_dir = base / "model"
-        model_dir.mkdir(parents=True, exist_ok=True)
-        server = _Server(config_name, variant_name, model_dir, base / "container.log")
-        if data_url:
-            _unpack(_read_s3(backend.account_id, data_url), model_dir, data_url)
-        server.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "SM_", "SAGEMAKER_"))}
-        env.update(environment)
-        env.update(
-            {
-                "SM_MODEL_DIR": str(model_dir),
-                "SAGEMAKER_BIND_TO_HOST": "127.0.0.1",
-                "SAGEMAKER_BIND_TO_PORT": str(server.port),
-                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                "DROPSHIP_INSTALL_REQUIREMENTS": "0",
-                "AWS_REGION": backend.region_name,
-                "AWS_DEFAULT_REGION": backend.region_name,
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1",
-            }
+        server = _Server(
+            endpoint_name=endpoint_name,
+            variant_name=variant.get("VariantName", "AllTraffic"),
+            base_dir=self.run_dir / f"{endpoint_name}-{stamp}",
+            log_path=self.log_path(endpoint_name),
         )
-        server.env = env
+        server.model_dir.mkdir(parents=True, exist_ok=True)
+        if data_url:
+            _unpack(_read_s3(backend.account_id, data_url), server.model_dir, data_url)
+        server.port = free_port()
+        server.env = endpoint_environment(
+            environment, model_dir=server.model_dir, home=server.base_dir, port=server.port, region=backend.region_name
+        )
         return server
 
-    def _start_and_wait(self, server: _Server, cancelled: threading.Event) -> None:
-        timeout_s = float(os.environ.get(STARTUP_TIMEOUT_ENV, DEFAULT_STARTUP_TIMEOUT_S))
+    def _start_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
+        if self.startup_delay_s > 0 and record.cancelled.wait(self.startup_delay_s):
+            return
+        # A few servers start at a time (they are busy importing): a hundred at once on two cores would all
+        # miss their health-check deadline. The others stay Creating, as SageMaker's queue of instances does.
+        while not self._start_slots.acquire(timeout=_PING_INTERVAL_S):
+            if record.cancelled.is_set():
+                return
+        try:
+            self._spawn_and_wait(server, record, backend, endpoint)
+        finally:
+            self._start_slots.release()
+
+    def _spawn_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
+        timeout_s = self.startup_timeout_s
+        server.log_path.parent.mkdir(parents=True, exist_ok=True)
         with server.log_path.open("ab") as log_file:
-            server.process = subprocess.Popen(
+            server.log_start = log_file.tell()
+            log_file.write(f"--- {datetime.now(UTC).isoformat()} starting {self.serve_command[-1]} ---\n".encode())
+            log_file.flush()
+            server.process = self.supervisor.spawn(
                 self.serve_command,
-                cwd=server.model_dir.parent,
+                kind="endpoint",
+                name=server.endpoint_name,
+                on_exit=lambda code: self._exited(backend, endpoint, record, server, code),
+                cwd=server.base_dir,
                 env=server.env,
-                stdin=subprocess.DEVNULL,
+                stdin=open(os.devnull, "rb"),  # noqa: SIM115 - Popen duplicates it
                 stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: gunicorn workers are stopped with it
+                stderr=log_file,
             )
         deadline = time.monotonic() + timeout_s
-        session = requests.Session()
-        try:
-            while not cancelled.is_set():
+        with requests.Session() as session:
+            while not record.cancelled.is_set():
                 code = server.process.poll()
                 if code is not None:
                     raise EndpointFailure(
-                        f"The primary container for production variant {server.variant_name} exited "
-                        f"with code {code} before passing the ping health check. Container log:\n"
-                        f"{log_tail(server.log_path)}"
+                        server.reason(
+                            f"The primary container for production variant {server.variant_name} exited "
+                            f"({describe_exit(code)}) before passing the ping health check."
+                        )
                     )
                 try:
                     if session.get(f"{server.url}/ping", timeout=1).status_code == 200:
@@ -358,13 +398,36 @@ class EndpointHost:
                     pass
                 if time.monotonic() > deadline:
                     raise EndpointFailure(
-                        f"The primary container for production variant {server.variant_name} did not pass "
-                        f"the ping health check within {timeout_s:.0f} seconds. Container log:\n"
-                        f"{log_tail(server.log_path)}"
+                        server.reason(
+                            f"The primary container for production variant {server.variant_name} did not "
+                            f"pass the ping health check within {timeout_s:.0f} seconds."
+                        )
                     )
-                cancelled.wait(_PING_INTERVAL_S)
-        finally:
-            session.close()
+                record.cancelled.wait(_PING_INTERVAL_S)
+
+    def _exited(self, backend: Any, endpoint: Any, record: _Endpoint, server: _Server, code: int) -> None:
+        """The watcher saw a container exit: an in-service endpoint has failed (a starting one is handled
+        by its start-up loop)."""
+        with record.status_lock:
+            if record.cancelled.is_set() or record.serving is not server:
+                return
+            record.serving = None
+            reason = server.reason(
+                f"The primary container for production variant {server.variant_name} exited unexpectedly "
+                f"({describe_exit(code)}) while the endpoint was in service."
+            )
+            log.warning("endpoint %s failed: %s", server.endpoint_name, reason)
+            self._set_status(backend, endpoint, "Failed", reason)
+        self._stop_server(server)
+
+    def _bring_up_failed(self, backend: Any, endpoint: Any, record: _Endpoint, server: _Server, code: int) -> None:
+        reason = server.reason(
+            f"The primary container for production variant {server.variant_name} exited "
+            f"({describe_exit(code)}) just after passing the ping health check."
+        )
+        self._stop_server(server)
+        record.starting = None
+        self._set_status(backend, endpoint, "Failed", reason)
 
     # -- invoking -----------------------------------------------------------------------------------
     def invoke(
@@ -375,35 +438,32 @@ class EndpointHost:
 
         endpoint = sagemaker_backends[account_id][region].endpoints.get(name)
         record = self._endpoints.get((account_id, region, name))
+        server = record.serving if record is not None else None
         if endpoint is None:
             return _client_error(400, "ValidationError", f"Endpoint {name} of account {account_id} not found.")
-        if endpoint.endpoint_status not in ("InService", "Updating") or record is None or record.serving is None:
+        if endpoint.endpoint_status != "InService" or server is None:
             return _client_error(
                 400,
                 "ValidationError",
                 f"Endpoint {name} of account {account_id} is not in service (status: {endpoint.endpoint_status}).",
             )
-        server = record.serving
         forward = {"Content-Type": headers.get("Content-Type") or "application/octet-stream"}
         if headers.get("Accept"):
             forward["Accept"] = headers["Accept"]
         if headers.get("X-Amzn-SageMaker-Custom-Attributes"):
             forward["X-Amzn-SageMaker-Custom-Attributes"] = headers["X-Amzn-SageMaker-Custom-Attributes"]
         data = body if isinstance(body, bytes) else (body or "").encode()
+        log_path = server.log_path
         try:
             reply = requests.post(f"{server.url}/invocations", data=data, headers=forward, timeout=INVOCATION_TIMEOUT_S)
         except requests.Timeout:
             return _model_error(
-                0,
-                "Your invocation timed out while waiting for a response from container primary.",
-                name,
-                account_id,
-                region,
+                0, "Your invocation timed out while waiting for a response from container primary.", log_path
             )
         except requests.RequestException as exc:
-            return _model_error(0, f"Could not reach container primary: {exc}", name, account_id, region)
+            return _model_error(0, f"Could not reach container primary: {exc}", log_path)
         if reply.status_code >= 400:
-            return _model_error(reply.status_code, reply.text, name, account_id, region)
+            return _model_error(reply.status_code, reply.text, log_path)
         out = {
             "Content-Type": reply.headers.get("Content-Type", "application/json"),
             "x-Amzn-Invoked-Production-Variant": server.variant_name,
@@ -414,32 +474,67 @@ class EndpointHost:
         return 200, out, reply.content
 
     # -- stopping -----------------------------------------------------------------------------------
-    def _terminate(self, key: tuple[str, str, str]) -> None:
+    def _cancel(self, key: tuple[str, str, str]) -> _Endpoint | None:
         with self._lock:
             record = self._endpoints.pop(key, None)
-        if record is None:
-            return
-        record.cancelled.set()
-        for server in (record.starting, record.serving):
-            if server is not None:
-                server.stop()
+            if record is not None:
+                record.cancelled.set()
+        return record
+
+    def _stop_servers(self, record: _Endpoint) -> None:
+        with record.status_lock:
+            servers = [server for server in (record.starting, record.serving) if server is not None]
+        for server in servers:
+            self._stop_server(server)
+
+    def _stop_server(self, server: _Server) -> None:
+        if server.process is not None:
+            self.supervisor.terminate(server.process, STOP_GRACE_S)
+        shutil.rmtree(server.base_dir, ignore_errors=True)
 
     def endpoint_pid(self, account_id: str, region: str, name: str) -> int | None:
-        """The serving process id of an endpoint (for tests and `dropship local status`)."""
+        """The serving process id of an endpoint (for tests and diagnostics)."""
         record = self._endpoints.get((account_id, region, name))
         if record is None or record.serving is None or record.serving.process is None:
             return None
         return int(record.serving.process.pid)
 
     def stop(self) -> None:
-        """Stop every endpoint process and wait for the watcher threads."""
+        """Stop every endpoint process (in parallel) and wait for the start-up threads."""
         with self._lock:
             keys = list(self._endpoints)
-        for key in keys:
-            self._terminate(key)
-        for thread in self._threads:
-            thread.join(timeout=STOP_GRACE_S * 2)
+        records = [record for record in (self._cancel(key) for key in keys) if record is not None]
+        stoppers = [threading.Thread(target=self._stop_servers, args=(record,)) for record in records]
+        for thread in stoppers:
+            thread.start()
+        for thread in [*stoppers, *self._threads]:
+            thread.join(timeout=STOP_GRACE_S * 3)
         self._threads = []
+
+
+def state_change_detail(backend: Any, endpoint: Any, status: str) -> dict[str, Any]:
+    """``detail`` of a ``SageMaker Endpoint State Change`` event, as AWS documents it."""
+    config = backend.endpoint_configs.get(endpoint.endpoint_config_name)
+    variants = config.production_variants if config is not None else []
+    detail: dict[str, Any] = {
+        "EndpointName": endpoint.endpoint_name,
+        "EndpointArn": endpoint.arn,
+        "EndpointConfigName": endpoint.endpoint_config_name,
+        "ProductionVariants": [
+            {
+                "DesiredWeight": float(variant.get("InitialVariantWeight") or 1.0),
+                "DesiredInstanceCount": float(variant.get("InitialInstanceCount") or 1),
+            }
+            for variant in variants
+        ],
+        "EndpointStatus": event_status(status),
+        "CreationTime": _epoch_ms(endpoint.creation_time),
+        "LastModifiedTime": _epoch_ms(endpoint.last_modified_time),
+        "Tags": {t["Key"]: t["Value"] for t in endpoint.tags or [] if "Key" in t},
+    }
+    if status == "Failed" and endpoint.failure_reason:
+        detail["FailureReason"] = endpoint.failure_reason
+    return detail
 
 
 def _read_s3(account_id: str, url: str) -> bytes:
@@ -475,32 +570,17 @@ def _client_error(status: int, code: str, message: str) -> tuple[int, dict[str, 
     return _json_error(status, code, {"__type": code, "message": message})
 
 
-def _model_error(status: int, message: str, name: str, account_id: str, region: str) -> tuple[int, dict[str, str], str]:
+def _model_error(status: int, message: str, log_path: Path) -> tuple[int, dict[str, str], str]:
+    """SageMaker's ModelError; where it names the endpoint's CloudWatch log group, the local log file."""
     kind = "client" if 400 <= status < 500 else "server"
-    log_group = f"/aws/sagemaker/Endpoints/{name}"
     return _json_error(
         424,
         "ModelError",
         {
             "__type": "ModelError",
             "message": f'Received {kind} error ({status}) from primary with message "{message}". '
-            f"See https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:"
-            f"group={log_group} in account {account_id} for more information.",
+            f"See the endpoint's log {log_path} for more information.",
             "OriginalStatusCode": status,
             "OriginalMessage": message,
-            "LogStreamArn": f"arn:aws:logs:{region}:{account_id}:log-group:{log_group}",
         },
     )
-
-
-_hosts: weakref.WeakSet[EndpointHost] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_all_endpoints() -> None:
-    """No endpoint process outlives the interpreter that started it."""
-    for host in list(_hosts):
-        try:
-            host.stop()
-        except Exception:  # best effort at exit
-            log.debug("endpoint cleanup failed", exc_info=True)

@@ -6,37 +6,93 @@ runs it from the source directory remembered at deploy time, in a pool of worker
 like Lambda's execution environments: one process per concurrent invocation, reused while warm, thrown
 away after a timeout or a crash. Errors come back in Lambda's shape (``x-amz-function-error: Unhandled``
 and ``{"errorType", "errorMessage", "stackTrace"}``) so Step Functions ``Retry``/``Catch`` match them by
-exception name, a timeout as ``Sandbox.Timedout`` and a dead process as ``Runtime.ExitError``.
+``errorType``: a timeout is ``Sandbox.Timedout``; a worker that dies mid-invocation (a crash, the OOM
+killer, a SIGKILL) is ``Runtime.ExitError`` with "RequestId: ... Error: Runtime exited with error:
+signal: killed", worded as Lambda words it.
+
+Concurrency is bounded as Lambda bounds it, so memory is too (``settings.LocalSettings``): at most
+``DROPSHIP_LOCAL_LAMBDA_CONCURRENCY`` (default 32) invocations run at once in the account, and at most
+the function's reserved concurrency (``PutFunctionConcurrency``), else
+``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 10), per function. Warm workers never outnumber
+the account limit (an idle one of another function is stopped to make room). An invocation over a limit
+waits up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS`` (default 5) for a slot, then is throttled as
+Lambda throttles it: HTTP 429 ``TooManyRequestsException``, which Step Functions reports as
+``Lambda.TooManyRequestsException``. (AWS's account limit, 1,000, is far above what a laptop runs; the
+short wait keeps the local limits from failing releases AWS would run.) Asynchronous invocations
+(``Event``: EventBridge targets) wait for a slot as long as it takes, as Lambda's event queue does;
+function errors are not retried (Lambda retries them twice over minutes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
-from dropship.local._patching import Patches
+from dropship.local import paths
 from dropship.local.deploy import DeployedFunction
+from dropship.local.processes import Supervisor
+from dropship.local.settings import LocalSettings
 
 log = logging.getLogger(__name__)
 
 # Lambda gives init 10 s; a cold import of boto3 + Powertools + pydantic on a busy 2-core machine can take
 # longer, and a slow local start should not look like a function bug.
 INIT_TIMEOUT_S = 60.0
+REGISTRATION_WAIT_S = 120.0
 _WORKER_MODULE = "dropship.local.lambda_worker"
-# Like Lambda reclaiming idle execution environments: a warm worker (~50 MB) unused this long is stopped.
-IDLE_TIMEOUT_ENV = "DROPSHIP_LOCAL_LAMBDA_IDLE_SECONDS"
-DEFAULT_IDLE_TIMEOUT_S = 300.0
+
+# How the Lambda runtime (Go's os/exec) words a runtime killed by a signal.
+_SIGNAL_WORDS = {
+    signal.SIGHUP: "hangup",
+    signal.SIGINT: "interrupt",
+    signal.SIGQUIT: "quit",
+    signal.SIGILL: "illegal instruction",
+    signal.SIGABRT: "aborted",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGKILL: "killed",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGALRM: "alarm clock",
+    signal.SIGTERM: "terminated",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many invocations may run at once, and how long one waits for a slot before it is throttled."""
+
+    account: int = LocalSettings.lambda_concurrency
+    function: int = LocalSettings.lambda_function_concurrency
+    throttle_wait_s: float = LocalSettings.lambda_throttle_wait_s
+
+    @classmethod
+    def from_settings(cls, settings: LocalSettings) -> Limits:
+        return cls(settings.lambda_concurrency, settings.lambda_function_concurrency, settings.lambda_throttle_wait_s)
+
+
+class Throttled(Exception):
+    """No concurrency slot became free in time; ``reason`` is Lambda's ``Reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -76,18 +132,20 @@ class _LineReader:
 
 
 class _Worker:
-    def __init__(self, config: _WorkerConfig, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, config: _WorkerConfig, env: dict[str, str], log_path: Path, supervisor: Supervisor) -> None:
         self.config = config
+        self.supervisor = supervisor
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
+            self.process: subprocess.Popen[bytes] = supervisor.spawn(
                 [sys.executable, "-m", _WORKER_MODULE],
+                kind="lambda",
+                name=config.function_name,
                 cwd=config.code_dir,
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches the stack, which stops workers
             )
         assert self.process.stdout is not None
         self._reader = _LineReader(self.process.stdout.fileno())
@@ -102,7 +160,7 @@ class _Worker:
         """Wait for the handler import. ``None`` when ready, else Lambda's init error payload."""
         message = self._read(time.monotonic() + INIT_TIMEOUT_S)
         if message is None:
-            return _exit_error(self.process)
+            return {"errorType": "Runtime.ExitError", "errorMessage": exit_message(self.exit_code())}
         if not message.get("ready"):
             return dict(message.get("error") or {})
         self.initialised = True
@@ -118,19 +176,20 @@ class _Worker:
             return None
         return self._read(time.monotonic() + timeout_s)
 
+    def exit_code(self) -> int:
+        """The dead worker's exit status (killing it if it is somehow still there)."""
+        try:
+            return self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return self.process.wait()
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            log.warning("lambda worker %s did not exit", self.process.pid)
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
+        self.supervisor.terminate(self.process, grace_s=0)
+        self._close_pipes()
 
     def stop(self) -> None:
         """End a healthy worker by closing its stdin (it leaves its request loop), else kill it."""
@@ -142,15 +201,22 @@ class _Worker:
                 pass
         self.kill()
 
+    def _close_pipes(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
-def _exit_error(process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    try:
-        code = process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        code = process.wait()
-    status = f"signal: {-code}" if code < 0 else f"exit status {code}"
-    return {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited with error: {status}"}
+
+def exit_message(code: int) -> str:
+    """Lambda's words for a runtime that exited: ``Runtime exited with error: signal: killed``."""
+    if code < 0:
+        try:
+            words = _SIGNAL_WORDS.get(signal.Signals(-code)) or signal.Signals(-code).name
+        except ValueError:
+            words = f"signal {-code}"
+        return f"Runtime exited with error: signal: {words}"
+    return f"Runtime exited with error: exit status {code}"
 
 
 def _python_path_entries(directory: Path) -> list[str]:
@@ -159,25 +225,35 @@ def _python_path_entries(directory: Path) -> list[str]:
     return [str(python_dir)] if python_dir.is_dir() else [str(directory)]
 
 
-REGISTRATION_WAIT_S = 120.0
-
-
 class LambdaRuntime:
     """Runs deployed functions from source. One per local stack; ``install`` plugs it into moto."""
 
-    def __init__(self, *, endpoint_url: str, region: str, run_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str,
+        region: str,
+        log_dir: Path,
+        supervisor: Supervisor,
+        limits: Limits | None = None,
+        idle_timeout_s: float = LocalSettings.lambda_idle_s,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
-        self.log_dir = run_dir / "lambda"
+        self.log_dir = Path(log_dir)
+        self.supervisor = supervisor
+        self.limits = limits or Limits()
         self._functions: dict[str, DeployedFunction] = {}
         # Set once the deployment's functions are known: moto reports the stack complete a moment before,
         # and an upload in that moment must still run the real handler.
         self._registered = threading.Event()
         self._idle: dict[str, list[_Worker]] = {}
         self._busy: set[_Worker] = set()
+        self._running: Counter[str] = Counter()  # invocations holding a concurrency slot, per function
+        self._slots = threading.Condition()
         self._lock = threading.Lock()
         self._stopped = False
-        self.idle_timeout_s = float(os.environ.get(IDLE_TIMEOUT_ENV, DEFAULT_IDLE_TIMEOUT_S))
+        self.idle_timeout_s = idle_timeout_s
         self._wake = threading.Event()
         self._reaper = threading.Thread(target=self._reap_idle, name="lambda-idle-reaper", daemon=True)
         self._reaper.start()
@@ -193,11 +269,26 @@ class LambdaRuntime:
         return dict(self._functions)
 
     def log_path(self, function_name: str) -> Path:
-        return self.log_dir / f"{function_name}.log"
+        return paths.lambda_log(function_name, self.log_dir)
 
     # -- moto seam ----------------------------------------------------------------------------------
-    def install(self, patches: Patches) -> None:
+    def install(self, patches: ExitStack) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
+        from moto.core.exceptions import JsonRESTError
+
+        class TooManyRequestsException(JsonRESTError):
+            code = 429
+
+            def __init__(self, reason: str) -> None:
+                super().__init__("TooManyRequestsException", "Rate Exceeded.")
+                self.description = json.dumps(
+                    {
+                        "__type": "TooManyRequestsException",
+                        "message": "Rate Exceeded.",
+                        "Reason": reason,
+                        "Type": "User",
+                    }
+                )
 
         runtime = self
         original_invoke = LambdaSimpleBackend.invoke
@@ -216,17 +307,59 @@ class LambdaRuntime:
                 return b""
             if invocation_type == "Event":
                 threading.Thread(
-                    target=runtime.invoke_function,
-                    args=(fn, body, {}),
+                    target=runtime.invoke_event,
+                    args=(fn, body),
                     name=f"lambda-event-{fn.function_name}",
                     daemon=True,
                 ).start()
                 return b""
-            payload = runtime.invoke_function(fn, body, response_headers)
+            try:
+                payload = runtime.invoke_function(fn, body, response_headers)
+            except Throttled as exc:
+                raise TooManyRequestsException(exc.reason) from None
             response_headers["Content-Length"] = str(len(payload))
             return payload
 
-        patches.replace(LambdaSimpleBackend, "invoke", invoke)
+        patches.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", invoke))
+
+    # -- concurrency --------------------------------------------------------------------------------
+    def function_limit(self, fn: Any) -> int:
+        """The function's reserved concurrency if it has one, else the local per-function limit."""
+        reserved = getattr(fn, "reserved_concurrency", None)
+        if reserved not in (None, ""):
+            return min(int(reserved), self.limits.account)
+        return min(self.limits.function, self.limits.account)
+
+    def _acquire(self, fn: Any, wait_s: float | None) -> None:
+        """Take a concurrency slot for ``fn``, waiting up to ``wait_s`` (forever if None); else ``Throttled``."""
+        limit = self.function_limit(fn)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        with self._slots:
+            while True:
+                if self._stopped:
+                    raise RuntimeError("local Lambda runtime is stopped")
+                if self._running[fn.function_name] >= limit:
+                    reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
+                elif self._running.total() >= self.limits.account:
+                    reason = "ConcurrentInvocationLimitExceeded"
+                else:
+                    self._running[fn.function_name] += 1
+                    return
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    log.warning("%s: throttled (%s)", fn.function_name, reason)
+                    raise Throttled(reason)
+                self._slots.wait(remaining)
+
+    def _release(self, function_name: str) -> None:
+        with self._slots:
+            self._running[function_name] -= 1
+            self._slots.notify_all()
+
+    def running(self, function_name: str | None = None) -> int:
+        """Invocations holding a slot now (of one function, or all)."""
+        with self._slots:
+            return self._running[function_name] if function_name else self._running.total()
 
     # -- invocation ---------------------------------------------------------------------------------
     def _config(self, fn: Any) -> _WorkerConfig:
@@ -278,6 +411,8 @@ class LambdaRuntime:
         return env
 
     def _checkout(self, config: _WorkerConfig) -> _Worker:
+        """A warm worker for ``config``, else a new one (the caller holds a concurrency slot)."""
+        retired: list[_Worker] = []
         with self._lock:
             if self._stopped:
                 raise RuntimeError("local Lambda runtime is stopped")
@@ -287,11 +422,33 @@ class LambdaRuntime:
                 if worker.config == config and worker.alive():
                     self._busy.add(worker)
                     return worker
-                threading.Thread(target=worker.stop, daemon=True).start()
-        worker = _Worker(config, self.worker_environment(config), self.log_path(config.function_name))
+                retired.append(worker)
+            retired += self._excess_idle(keep=self.limits.account - 1)  # room for the new one
+        self._retire(retired)
+        worker = _Worker(config, self.worker_environment(config), self.log_path(config.function_name), self.supervisor)
         with self._lock:
             self._busy.add(worker)
         return worker
+
+    def _excess_idle(self, keep: int) -> list[_Worker]:
+        """Take the coldest idle workers out of the pools until at most ``keep`` workers remain (under the lock).
+
+        Never more warm workers than the account may run at once, even after its limit was lowered.
+        """
+        taken: list[_Worker] = []
+        while len(self._busy) + sum(len(pool) for pool in self._idle.values()) > max(0, keep):
+            idle = [w for pool in self._idle.values() for w in pool]
+            if not idle:
+                break
+            coldest = min(idle, key=lambda w: w.last_used)
+            self._idle[coldest.config.function_name].remove(coldest)
+            taken.append(coldest)
+        return taken
+
+    @staticmethod
+    def _retire(workers: list[_Worker]) -> None:
+        for worker in workers:
+            threading.Thread(target=worker.stop, daemon=True).start()
 
     def _checkin(self, worker: _Worker, reusable: bool) -> None:
         with self._lock:
@@ -299,11 +456,31 @@ class LambdaRuntime:
             if reusable and not self._stopped:
                 worker.last_used = time.monotonic()
                 self._idle.setdefault(worker.config.function_name, []).append(worker)
+                self._retire(self._excess_idle(keep=self.limits.account))
                 return
         worker.kill()
 
-    def invoke_function(self, fn: Any, body: Any, response_headers: dict[str, str]) -> bytes:
-        """Run one invocation of moto function ``fn``; sets ``x-amz-function-error`` on failure."""
+    def invoke_event(self, fn: Any, body: Any) -> None:
+        """An asynchronous invocation: waits for a slot as Lambda's event queue does; errors are logged."""
+        try:
+            headers: dict[str, str] = {}
+            self.invoke_function(fn, body, headers, wait_forever=True)
+            if headers.get("x-amz-function-error"):
+                log.warning(
+                    "%s: asynchronous invocation failed (see %s)", fn.function_name, self.log_path(fn.function_name)
+                )
+        except RuntimeError:  # the stack stopped first
+            pass
+        except Exception:
+            log.exception("%s: asynchronous invocation failed", fn.function_name)
+
+    def invoke_function(
+        self, fn: Any, body: Any, response_headers: dict[str, str], *, wait_forever: bool = False
+    ) -> bytes:
+        """Run one invocation of moto function ``fn``; sets ``x-amz-function-error`` on failure.
+
+        Waits for a concurrency slot up to the throttle wait (or for ever), else raises ``Throttled``.
+        """
         request_id = str(uuid.uuid4())
         if isinstance(body, bytes | bytearray):
             body = body.decode("utf-8")
@@ -313,6 +490,13 @@ class LambdaRuntime:
             response_headers["x-amz-function-error"] = "Unhandled"
             return _error_bytes("Runtime.UnmarshalError", "Could not parse request body into json")
 
+        self._acquire(fn, None if wait_forever else self.limits.throttle_wait_s)
+        try:
+            return self._run(fn, event, request_id, response_headers)
+        finally:
+            self._release(fn.function_name)
+
+    def _run(self, fn: Any, event: Any, request_id: str, response_headers: dict[str, str]) -> bytes:
         timeout_s = float(fn.timeout or 3)
         config = self._config(fn)
         worker = self._checkout(config)
@@ -340,9 +524,11 @@ class LambdaRuntime:
                     "Sandbox.Timedout", f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds"
                 )
             if reply is None:
-                exit_error = _exit_error(worker.process)
+                message = exit_message(worker.exit_code())
+                log.warning("%s: %s", fn.function_name, message)
+                self._append_log(config.function_name, f"RequestId: {request_id} Error: {message}")
                 response_headers["x-amz-function-error"] = "Unhandled"
-                return _error_bytes("Runtime.ExitError", f"RequestId: {request_id} Error: {exit_error['errorMessage']}")
+                return _error_bytes("Runtime.ExitError", f"RequestId: {request_id} Error: {message}")
             reusable = True
             if "error" in reply:
                 response_headers["x-amz-function-error"] = "Unhandled"
@@ -373,8 +559,10 @@ class LambdaRuntime:
     def stop(self) -> None:
         """Stop every worker, idle or busy (a busy invocation then ends as ``Runtime.ExitError``)."""
         self._wake.set()
-        with self._lock:
+        with self._slots:
             self._stopped = True
+            self._slots.notify_all()
+        with self._lock:
             idle = [w for pool in self._idle.values() for w in pool]
             busy = list(self._busy)
             self._idle.clear()

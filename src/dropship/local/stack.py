@@ -5,6 +5,11 @@ EventBridge -> Step Functions delivery, Lambda invocations running the real hand
 endpoints running the real inference container. Used by the integration tests (on a free port) and by
 ``dropship local up`` (on 4566).
 
+Files: with ``state_dir`` (``dropship local up``) logs go to ``<state>/logs`` (kept after the stack stops,
+cleared when the next one starts) and the working files to ``<state>/run`` (removed when it stops); what a
+dead stack left there is stopped first. Without, both live under ``run_dir`` (a temporary directory unless
+given). Every child process is started by a ``processes.Supervisor``, so none outlives the stack.
+
 moto keeps its state in process-wide backends and its seams are class patches, so one ``LocalStack``
 can run per process at a time; starting a second one while the first runs raises ``RuntimeError``.
 """
@@ -16,14 +21,17 @@ import os
 import shutil
 import tempfile
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import requests
 
-from dropship.local._patching import Patches
+from dropship.local import paths
 from dropship.local.deploy import DEFAULT_STACK_NAME, Deployment, deploy_template, load_template
+from dropship.local.processes import Supervisor, stop_leftovers
+from dropship.local.settings import LocalSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +88,7 @@ class LocalStack:
         *,
         stack_name: str = DEFAULT_STACK_NAME,
         run_dir: Path | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.host = host
@@ -87,17 +96,29 @@ class LocalStack:
         self.region = region
         self.parameter_overrides = dict(parameter_overrides or {})
         self.stack_name = stack_name
-        self._own_run_dir = run_dir is None
-        self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="dropship-local-"))
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        if self.state_dir is not None:
+            self.run_dir, self.log_dir = paths.run_dir(self.state_dir), paths.logs_dir(self.state_dir)
+            self._own_run_dir = True
+        else:
+            self._own_run_dir = run_dir is None
+            self.run_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="dropship-local-"))
+            self.log_dir = self.run_dir / "logs"
         self.deployment: Deployment | None = None
         self._server: Any = None
-        self._patches = Patches()
+        self._patches = ExitStack()
+        self._supervisor: Supervisor | None = None
         self._lambda: Any = None
         self._hosting: Any = None
         self._previous_moto_port: str | None = None
         self._moto_port_set = False
         self._lifecycle = threading.Lock()
         self.skipped_resource_types: set[str] = set()
+
+    @property
+    def records_dir(self) -> Path:
+        """Where the supervisor records the child processes it starts."""
+        return self.run_dir / "processes"
 
     # -- addresses ----------------------------------------------------------------------------------
     @property
@@ -136,6 +157,18 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
+        try:
+            settings = LocalSettings.from_env()
+        except SettingsError as exc:
+            raise LocalStackError(str(exc)) from exc
+        if self.state_dir is not None:  # a fresh start: stop what a dead stack left, clear the last logs
+            stopped = stop_leftovers(self.records_dir)
+            if stopped:
+                log.warning("stopped %d processes left by a local stack that died", len(stopped))
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         # moto's Step Functions interpreter calls back into the server at http://localhost:$MOTO_PORT;
         # moto 5.2.5 reads the variable at call time (moto.settings.moto_server_port), so it is set as
         # soon as the port is known and before any execution can start.
@@ -160,14 +193,27 @@ class LocalStack:
 
         from dropship.local import cloudformation_shims, events_bridge, hosting, lambda_runtime, stepfunctions_fixes
 
+        self._supervisor = Supervisor(self.records_dir).start()
         cloudformation_shims.install(self._patches, self.skipped_resource_types)
         events_bridge.install(self._patches)
         stepfunctions_fixes.install(self._patches)
         self._lambda = lambda_runtime.LambdaRuntime(
-            endpoint_url=self.endpoint_url, region=self.region, run_dir=self.run_dir
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            log_dir=self.log_dir,
+            supervisor=self._supervisor,
+            limits=lambda_runtime.Limits.from_settings(settings),
+            idle_timeout_s=settings.lambda_idle_s,
         )
         self._lambda.install(self._patches)
-        self._hosting = hosting.EndpointHost(project_dir=self.project_dir, run_dir=self.run_dir / "endpoints")
+        self._hosting = hosting.EndpointHost(
+            project_dir=self.project_dir,
+            run_dir=self.run_dir / "endpoints",
+            log_dir=self.log_dir,
+            supervisor=self._supervisor,
+            startup_timeout_s=settings.endpoint_startup_timeout_s,
+            startup_delay_s=settings.endpoint_startup_delay_s,
+        )
         self._hosting.install(self._patches)
 
         self.deployment = deploy_template(
@@ -199,13 +245,16 @@ class LocalStack:
             if self._lambda is not None:
                 self._lambda.stop()
                 self._lambda = None
+            if self._supervisor is not None:
+                self._supervisor.stop()
+                self._supervisor = None
             if self._server is not None:
                 try:
                     self._server.stop()
                 except Exception:  # a server that failed to bind has nothing to stop
                     log.debug("moto server stop failed", exc_info=True)
                 self._server = None
-            self._patches.undo()
+            self._patches.close()
             if self._moto_port_set:
                 if self._previous_moto_port is None:
                     os.environ.pop("MOTO_PORT", None)

@@ -10,12 +10,12 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
+from unittest import mock
 
-from dropship.local._patching import Patches
 
-
-def install(patches: Patches) -> None:
+def install(patches: ExitStack) -> None:
     from moto.core.responses import EmptyResult
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -25,7 +25,7 @@ def install(patches: Patches) -> None:
         )
         return EmptyResult()
 
-    patches.replace(StepFunctionResponse, "send_task_failure", send_task_failure)
+    patches.enter_context(mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure))
 
     from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
 
@@ -38,4 +38,4 @@ def install(patches: Patches) -> None:
             if env.is_running():
                 raise
 
-    patches.replace(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout)
+    patches.enter_context(mock.patch.object(ExecutionState, "_evaluate_with_timeout", evaluate_with_timeout))
