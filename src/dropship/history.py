@@ -104,8 +104,14 @@ def execution_name(execution_arn: str) -> str:
     return execution_arn.rsplit(":", 1)[-1]
 
 
+def execution_start(started_at: datetime) -> str:
+    """An execution's start time as records are keyed: to the millisecond, as Step Functions reports it
+    (``$$.Execution.StartTime``, and ``startDate`` in its events)."""
+    return stamp(started_at.replace(microsecond=started_at.microsecond // 1000 * 1000))
+
+
 def release_sk(started_at: datetime, execution_arn: str) -> str:
-    return f"RELEASE#{stamp(started_at)}#{execution_name(execution_arn)}"
+    return f"RELEASE#{execution_start(started_at)}#{execution_name(execution_arn)}"
 
 
 def claim_pk(bucket: str, key: str, object_identity: str) -> str:
@@ -221,7 +227,12 @@ class ReleaseTable:
     def put_release(self, model: str, started_at: datetime, execution_arn: str, **values: Any) -> None:
         """Create or overwrite fields of one release attempt's record (each checked against ``ReleaseRecord``)."""
         expression, names, vals = _update_expression(
-            {"model": model, "execution_arn": execution_arn, "started_at": stamp(started_at), **_record_values(values)}
+            {
+                "model": model,
+                "execution_arn": execution_arn,
+                "started_at": execution_start(started_at),
+                **_record_values(values),
+            }
         )
         self.client.update_item(
             TableName=self.table,
@@ -239,7 +250,7 @@ class ReleaseTable:
             {
                 "model": model,
                 "execution_arn": execution_arn,
-                "started_at": stamp(started_at),
+                "started_at": execution_start(started_at),
                 **_record_values({"outcome": outcome, **values}),
             }
         )

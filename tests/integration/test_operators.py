@@ -173,17 +173,14 @@ def test_a_retirement_failure_is_a_warning_not_a_swallowed_error(stack: Harness)
     model = "warned"
     for version in ("1", "2"):
         assert stack.release(model, version, iris_artifact()).status == "SUCCEEDED"
-    # And Finish Release cannot list the model's aliases (its alias prefix is broken)
-    finish = _function(stack, "FinishFunction")
-    original = stack.lambda_.get_function_configuration(FunctionName=finish)["Environment"]["Variables"]
-    stack.lambda_.update_function_configuration(
-        FunctionName=finish, Environment={"Variables": {**original, "ALIAS_PREFIX": "/bad prefix!"}}
-    )
+    # And someone hand-edited another alias of the model into something that is not an alias record
+    broken = f"{stack.outputs['AliasPrefix']}/{model}/canary"
+    stack.ssm.put_parameter(Name=broken, Value="v2, probably", Type="String")
     try:
         # When version 3 is released
         outcome = stack.release(model, "3", iris_artifact())
     finally:
-        stack.lambda_.update_function_configuration(FunctionName=finish, Environment={"Variables": original})
+        stack.ssm.delete_parameter(Name=broken)
 
     # Then the release succeeds with a warning on its record and its event, and nothing was retired
     assert outcome.status == "SUCCEEDED", outcome.cause

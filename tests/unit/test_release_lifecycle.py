@@ -248,7 +248,10 @@ def reaped(account: Account, end: ExecutionEnd) -> str:
 
 def test_a_stopped_release_is_compensated_finished_and_announced_once(account: Account) -> None:
     # Given a release stopped (StopExecution) after it created its endpoint and while it held the lock
-    ours = numbered(3, key="models/churn/3/model.tar.gz")
+    # (its start time as the state machine saw it, to the microsecond; its event says milliseconds)
+    ours = numbered(3, key="models/churn/3/model.tar.gz").model_copy(
+        update={"started_at": T0 + timedelta(microseconds=123456)}
+    )
     account.table.put_release(
         "churn", ours.started_at, ours.execution_arn, outcome="RUNNING", version="3",
         endpoint_name=ours.endpoint_name, alias="live", upload_order=ours.upload_order,
