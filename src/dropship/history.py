@@ -56,6 +56,10 @@ def _model_pk(model: str) -> str:
     return f"MODEL#{model}"
 
 
+def _claim_key(bucket: str, key: str, version: str) -> dict[str, str]:
+    return {"pk": f"OBJECT#{bucket}/{key}#{version}", "sk": "CLAIM"}
+
+
 def _dynamo(value: Any) -> Any:
     """DynamoDB takes numbers as Decimal, never float."""
     if isinstance(value, float):
@@ -105,14 +109,12 @@ class ReleaseTable:
 
     def claim_object(self, bucket: str, key: str, version: str, execution_arn: str) -> bool:
         """True if this execution owns the object version (first to claim it, or claiming again on retry)."""
-        pk = f"OBJECT#{bucket}/{key}#{version}"
         try:
             self.client.put_item(
                 TableName=self.table,
                 Item=_to_item(
                     {
-                        "pk": pk,
-                        "sk": "CLAIM",
+                        **_claim_key(bucket, key, version),
                         "execution_arn": execution_arn,
                         "expires_at": int(time.time()) + CLAIM_TTL_S,
                     }
@@ -125,6 +127,13 @@ class ReleaseTable:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
+
+    def claim_owner(self, bucket: str, key: str, version: str) -> str | None:
+        """The execution that claimed the object version, or None while none has."""
+        item = self.client.get_item(
+            TableName=self.table, Key=_to_item(_claim_key(bucket, key, version)), ConsistentRead=True
+        ).get("Item")
+        return str(_from_item(item)["execution_arn"]) if item else None
 
     # -- release records -----------------------------------------------------------------------
 

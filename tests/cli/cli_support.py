@@ -130,6 +130,12 @@ class Account:
 
 
 STACK_TEMPLATE = {
+    # The artifact limits the CLI checks a folder against before uploading it (template.yaml's defaults).
+    "Parameters": {
+        "MaxArtifactBytes": {"Type": "Number", "Default": 10737418240},
+        "MaxUncompressedBytes": {"Type": "Number", "Default": 21474836480},
+        "MaxArtifactMembers": {"Type": "Number", "Default": 100000},
+    },
     "Resources": {"Marker": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "dropship-marker"}}},
     "Outputs": {
         "ModelBucketName": {"Value": BUCKET},

@@ -18,6 +18,7 @@ from botocore.exceptions import (
 )
 
 from dropship.alias import AliasStore
+from dropship.artifact import ArtifactLimits
 from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.history import ReleaseTable
@@ -141,7 +142,8 @@ class Stack:
             raise CliError("no AWS region: pass --region or set AWS_REGION (or use --local)") from exc
 
     @cached_property
-    def outputs(self) -> StackOutputs:
+    def description(self) -> dict[str, Any]:
+        """The stack as CloudFormation describes it (``DescribeStacks``), read once."""
         name = self.target.stack_name
         try:
             stacks = self.client("cloudformation", probe=True).describe_stacks(StackName=name)["Stacks"]
@@ -155,15 +157,47 @@ class Stack:
             raise
         if not stacks:
             raise CliError(self._not_found_message())
-        stack = stacks[0]
+        return dict(stacks[0])
+
+    @cached_property
+    def outputs(self) -> StackOutputs:
+        stack = self.description
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         missing = [key for key in OUTPUT_NAMES if key not in outputs]
         if missing:
             raise CliError(
-                f"stack {name!r} ({stack.get('StackStatus', 'unknown status')}) has no output "
+                f"stack {self.target.stack_name!r} ({stack.get('StackStatus', 'unknown status')}) has no output "
                 f"{', '.join(missing)}: is it a dropship stack, and has it finished deploying?"
             )
         return StackOutputs.from_outputs(outputs)
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The stack's parameter values, by name (an SSM-typed parameter's resolved value)."""
+        return {
+            p["ParameterKey"]: p.get("ResolvedValue") or p.get("ParameterValue", "")
+            for p in self.description.get("Parameters", [])
+        }
+
+    def artifact_limits(self) -> ArtifactLimits:
+        """The limits Validate Artifact applies: the stack's parameters, else the template's defaults."""
+        parameters = self.parameters
+        values: dict[str, int] = {}
+        for field, info in ArtifactLimits.model_fields.items():
+            text = parameters.get(str(info.description), "").strip()
+            if text.isdigit() and int(text) > 0:
+                values[field] = int(text)
+        return ArtifactLimits(**values)
+
+    def functions(self) -> dict[str, str]:
+        """The stack's Lambda functions: logical id -> function name (``ListStackResources``)."""
+        found: dict[str, str] = {}
+        paginator = self.client("cloudformation").get_paginator("list_stack_resources")
+        for page in paginator.paginate(StackName=self.target.stack_name):
+            for resource in page.get("StackResourceSummaries", []):
+                if resource.get("ResourceType") == "AWS::Lambda::Function" and resource.get("PhysicalResourceId"):
+                    found[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+        return found
 
     def _not_found_message(self) -> str:
         return (
