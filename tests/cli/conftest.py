@@ -16,7 +16,13 @@ from dropship.cli import main
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    for name in ("DROPSHIP_ENDPOINT_URL", "DROPSHIP_STACK_NAME", "AWS_ENDPOINT_URL", "DROPSHIP_PROJECT_DIR"):
+    for name in (
+        "DROPSHIP_ENDPOINT_URL",
+        "DROPSHIP_LOCAL_PORT",
+        "DROPSHIP_STACK_NAME",
+        "AWS_ENDPOINT_URL",
+        "DROPSHIP_PROJECT_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DROPSHIP_HOME", str(tmp_path / "dropship-home"))
 

@@ -24,7 +24,7 @@ from botocore.exceptions import (
 from dropship import __version__
 from dropship.alias import DEFAULT_ALIAS
 from dropship.cli.errors import CliError, one_line
-from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT, Stack, Target, unreachable_message
+from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT_ENV, Stack, Target, local_port, unreachable_message
 from dropship.errors import DropshipError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -46,8 +46,8 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--local",
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
-        help="use the local stack on http://127.0.0.1:4566 (region us-east-1, any credentials); "
-        "DROPSHIP_ENDPOINT_URL does the same with another URL",
+        help="use the local stack on http://127.0.0.1:$DROPSHIP_LOCAL_PORT (default port 4566; region us-east-1, "
+        "any credentials); DROPSHIP_ENDPOINT_URL, when set, names the URL instead",
     )
     parser.add_argument(
         "--stack-name", default=default, help="the deployed stack (default: $DROPSHIP_STACK_NAME or dropship)"
@@ -79,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="upload a model (folder or .tar.gz) to start a release",
         description="Pack PATH (a folder, or a .tar.gz as it is), upload the manifest then the tarball to "
-        "models/<model>/<version>/, and optionally follow the release it starts.",
+        "models/<model>/<version>/, and optionally follow the release it starts. A release.json at the top of "
+        "the folder is the manifest (unless --manifest names another) and is not packed.",
     )
     release.add_argument("path", metavar="PATH", help="model folder (packed into model.tar.gz) or a .tar.gz file")
     release.add_argument("--model", "-m", required=True, help="model name, e.g. churn")
     release.add_argument("--version", required=True, help="version, e.g. 3 or 1.4.0")
-    release.add_argument("--manifest", metavar="FILE", help="release.json to upload with it")
+    release.add_argument(
+        "--manifest", metavar="FILE", help="the manifest to upload with it (default: PATH/release.json, if any)"
+    )
     release.add_argument("--wait", action="store_true", help="follow the release; exit 0 only if it succeeds")
     release.add_argument(
         "--timeout", type=_positive, default=3600.0, metavar="SECONDS", help="how long --wait waits (default 3600)"
@@ -129,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detach", "-d", action="store_true", help="run in the background; stop with `local down` (the default)"
     )
     mode.add_argument("--foreground", action="store_true", help="stay in the foreground until Ctrl-C instead")
-    up.add_argument("--port", type=int, default=LOCAL_PORT, help=f"default {LOCAL_PORT}")
+    up.add_argument("--port", type=int, help=f"default ${LOCAL_PORT_ENV}, else 4566")
     up.add_argument("--host", default=LOCAL_HOST, help=f"default {LOCAL_HOST}")
     up.add_argument("--project-dir", help="the dropship repository (default: this installation's)")
     up.add_argument(
@@ -169,12 +172,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    target = Target.from_options(local=args.local, region=args.region, stack_name=args.stack_name)
+    target: Target | None = None
 
     def stack_factory() -> Stack:
+        assert target is not None
         return Stack(target)
 
     try:
+        target = Target.from_options(local=args.local, region=args.region, stack_name=args.stack_name)
+        if getattr(args, "local_command", None) == "up" and args.port is None:
+            args.port = local_port()
         return int(args.handler(args, stack_factory))
     except CliError as exc:
         return _fail(str(exc), exc.exit_code)
@@ -183,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NoCredentialsError, PartialCredentialsError) as exc:
         return _fail(f"AWS credentials are missing or incomplete ({exc}): configure them, or use --local")
     except (EndpointConnectionError, ConnectTimeoutError) as exc:
-        return _fail(unreachable_message(target, exc))
+        return _fail(unreachable_message(target, exc) if target else str(exc))
     except ClientError as exc:
         error = exc.response.get("Error", {})
         return _fail(f"AWS refused {exc.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}")

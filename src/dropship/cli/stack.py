@@ -26,12 +26,13 @@ from dropship.notify import Notifier
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 4566
-LOCAL_ENDPOINT_URL = f"http://{LOCAL_HOST}:{LOCAL_PORT}"
+LOCAL_ENDPOINT_URL = f"http://{LOCAL_HOST}:{LOCAL_PORT}"  # --local without DROPSHIP_LOCAL_PORT
 LOCAL_REGION = "us-east-1"
 # The local stack accepts any credentials; these are only used when the credential chain has none.
 _LOCAL_ACCESS_KEY = "dropship-local"
 DEFAULT_STACK_NAME = "dropship"
 ENDPOINT_ENV = "DROPSHIP_ENDPOINT_URL"
+LOCAL_PORT_ENV = "DROPSHIP_LOCAL_PORT"
 STACK_NAME_ENV = "DROPSHIP_STACK_NAME"
 
 OUTPUT_NAMES = ("ModelBucketName", "ReleaseStateMachineArn", "EventBusName", "ReleasesTableName", "AliasPrefix")
@@ -44,6 +45,21 @@ _CONFIG = Config(
 )
 # The first call to an endpoint fails fast when nothing listens there.
 _PROBE_CONFIG = _CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5))
+
+
+def local_port() -> int:
+    """The local stack's port: ``$DROPSHIP_LOCAL_PORT``, else 4566."""
+    text = os.environ.get(LOCAL_PORT_ENV, "").strip()
+    if not text:
+        return LOCAL_PORT
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise CliError(f"{LOCAL_PORT_ENV}={text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def local_endpoint_url() -> str:
+    """What ``--local`` means: ``http://127.0.0.1:$DROPSHIP_LOCAL_PORT`` (default port 4566)."""
+    return f"http://{LOCAL_HOST}:{local_port()}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,8 @@ class Target:
 
     @classmethod
     def from_options(cls, local: bool = False, region: str | None = None, stack_name: str | None = None) -> Target:
-        endpoint = LOCAL_ENDPOINT_URL if local else (os.environ.get(ENDPOINT_ENV) or None)
+        # An explicit URL wins over --local: it names exactly the stack to talk to.
+        endpoint = os.environ.get(ENDPOINT_ENV) or (local_endpoint_url() if local else None)
         if endpoint is not None and region is None:
             region = LOCAL_REGION
         return cls(
