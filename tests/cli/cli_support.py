@@ -104,6 +104,8 @@ class Account:
             record.setdefault("released_at", started.split(".")[0] + "Z")
             record.setdefault("duration_s", Decimal("125.5"))
             record["endpoint_state"] = endpoint_state
+        elif endpoint_state != "active":  # a failed release's endpoint: "deleted" by its clean-up
+            record["endpoint_state"] = endpoint_state
         self.table.put_release(model, started_at, arn, **record)
         if path is None:
             path = ["Started", "Locked", "Live"] if outcome == "SUCCEEDED" else ["Started", "Locked"]
