@@ -50,6 +50,8 @@ class Account:
     sagemaker: Any
     sqs: Any
     events_queue_url: str
+    logs: Any
+    cloudformation: Any
     table: ReleaseTable = field(init=False)
     aliases: AliasStore = field(init=False)
 
@@ -106,6 +108,7 @@ class Account:
             record["endpoint_state"] = endpoint_state
         elif endpoint_state != "active":  # a failed release's endpoint: "deleted" by its clean-up
             record["endpoint_state"] = endpoint_state
+        record = {k: v for k, v in record.items() if v is not None}  # endpoint_name=None: it never got one
         self.table.put_release(model, started_at, arn, **record)
         if path is None:
             path = ["Started", "Locked", "Live"] if outcome == "SUCCEEDED" else ["Started", "Locked"]

@@ -1,4 +1,5 @@
-"""The ``dropship`` command line: release, follow, inspect, roll back and invoke models; run the local stack.
+"""The ``dropship`` command line: release, follow, inspect, roll back, invoke and read the logs of models;
+run the local stack.
 
 ``main(argv)`` returns the exit code: 0 on success, 1 with a one-line ``dropship: error: ...`` on stderr
 for an expected failure, 2 for a usage error, 130 when interrupted.
@@ -122,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--accept", help="Accept header")
     invoke.add_argument("--alias", default=DEFAULT_ALIAS, help=f"the alias to resolve (default {DEFAULT_ALIAS})")
     invoke.set_defaults(handler=_lazy("dropship.cli.invoke", "run"))
+
+    logs = commands.add_parser(
+        "logs",
+        parents=[common],
+        help="the endpoint's container log, or a release's task logs",
+        description="Print the container log of the endpoint an alias points at (or of a version's newest "
+        "release), or with --execution the Lambda task logs of that release. From CloudWatch Logs, or from "
+        "the local stack's log files.",
+    )
+    logs.add_argument("model", metavar="MODEL")
+    logs.add_argument("--version", help="that version's newest release, instead of the alias")
+    logs.add_argument("--alias", default=DEFAULT_ALIAS, help=f"the alias to resolve (default {DEFAULT_ALIAS})")
+    logs.add_argument(
+        "--execution", action="store_true", help="the release's task (Lambda) logs instead of the endpoint's"
+    )
+    logs.add_argument(
+        "--since", metavar="WHEN", help="only newer lines: a duration ago (30s, 10m, 2h, 1d) or a UTC time (ISO 8601)"
+    )
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.set_defaults(handler=_lazy("dropship.cli.logs", "run"))
 
     local = commands.add_parser("local", help="run the local stack (an emulated AWS account on this machine)")
     local_commands = local.add_subparsers(dest="local_command", metavar="COMMAND", parser_class=_Parser)
