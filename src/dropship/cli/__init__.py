@@ -25,7 +25,7 @@ from botocore.exceptions import (
 from dropship import __version__
 from dropship.alias import DEFAULT_ALIAS
 from dropship.cli.errors import CliError, one_line
-from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT_ENV, Stack, Target, local_port, unreachable_message
+from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT, Stack, Target, local_port, unreachable_message
 from dropship.errors import DropshipError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detach", "-d", action="store_true", help="run in the background; stop with `local down` (the default)"
     )
     mode.add_argument("--foreground", action="store_true", help="stay in the foreground until Ctrl-C instead")
-    up.add_argument("--port", type=int, help=f"default ${LOCAL_PORT_ENV}, else 4566")
+    up.add_argument("--port", type=int, default=None, help=f"default $DROPSHIP_LOCAL_PORT, else {LOCAL_PORT}")
     up.add_argument("--host", default=LOCAL_HOST, help=f"default {LOCAL_HOST}")
     up.add_argument("--project-dir", help="the dropship repository (default: this installation's)")
     up.add_argument(
