@@ -220,10 +220,10 @@ class CloudWatchGroups:
 
     @property
     def where(self) -> str:
+        first = next(iter(self.groups), "(none)")
         if len(self.groups) == 1:
-            return f"CloudWatch Logs group {next(iter(self.groups))}"
-        common = "/aws/lambda/" if all(g.startswith("/aws/lambda/") for g in self.groups) else ""
-        return f"CloudWatch Logs groups {common}{{{','.join(g[len(common) :] for g in self.groups)}}}"
+            return f"CloudWatch Logs group {first}"
+        return f"CloudWatch Logs groups {first.rsplit('/', 1)[0]}/<function> ({len(self.groups)} functions)"
 
     def read(self) -> list[Line]:
         events: list[dict[str, Any]] = []
@@ -284,7 +284,7 @@ class LocalFiles:
         paths = list(self.files.values())
         if len(paths) == 1:
             return str(paths[0])
-        return f"{paths[0].parent}/{{{','.join(p.name for p in paths)}}}"
+        return f"{paths[0].parent if paths else '(none)'}/<function>.log ({len(paths)} functions)"
 
     def read(self) -> list[Line]:
         lines: list[Line] = []
