@@ -12,6 +12,8 @@ import io
 import itertools
 import json
 import logging
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -473,3 +475,23 @@ def test_powertools_lines_made_here_carry_their_time() -> None:
     (line,) = task_lines("fn", "r1", OURS, ["hello"], at)
     assert json.loads(line)["function_request_id"] == "r1"
     assert line_time(line) == TEN
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(local: Account, tmp_path: Path) -> None:
+    # Given an endpoint with a long log on the local stack
+    endpoint = live_release(local)["endpoint_name"]
+    write(tmp_path / "dropship-home" / "logs" / "endpoints" / f"{endpoint}.log", [f"line {i}" for i in range(200_000)])
+
+    # When its log is piped into a reader that stops after the first line (`dropship logs churn | head -n 1`)
+    command = [str(Path(sys.executable).with_name("dropship")), "logs", "churn"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        errors = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+
+    # Then it stops without a traceback
+    assert first == b"line 0\n"
+    assert code == 1
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors

@@ -8,6 +8,7 @@ for an expected failure, 2 for a usage error, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -222,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`dropship logs ... | head`): stop quietly, as the Python docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def _fail(message: str, code: int = 1) -> int:
