@@ -54,7 +54,7 @@ def lambda_log_file(function_name: str) -> Path:
 
 
 @dataclass(frozen=True)
-class Release:
+class ReleaseRef:
     """The release whose logs are read."""
 
     model: str
@@ -158,7 +158,7 @@ def parse_since(text: str, now: datetime | None = None) -> int:
 # -- which release ---------------------------------------------------------------------------------
 
 
-def find_release(stack: Stack, model: str, version: str | None, alias: str) -> Release:
+def find_release(stack: Stack, model: str, version: str | None, alias: str) -> ReleaseRef:
     """The release an alias points at, or a version's newest release attempt (from the history table)."""
     table = stack.table()
     if version is None:
@@ -168,7 +168,7 @@ def find_release(stack: Stack, model: str, version: str | None, alias: str) -> R
                 raise unknown_model(stack, model)
             raise CliError(f"{model} has no alias {alias!r}: name a release with --version")
         item = next((r for r in table.releases(model) if r.get("execution_arn") == record.execution_arn), None)
-        return Release(model, record.version, record.endpoint_name, record.execution_arn, _started(item or {}))
+        return ReleaseRef(model, record.version, record.endpoint_name, record.execution_arn, _started(item or {}))
     releases = table.releases(model, newest_first=True)
     item = next((r for r in releases if str(r.get("version")) == version), None)
     if item is None:
@@ -177,7 +177,7 @@ def find_release(stack: Stack, model: str, version: str | None, alias: str) -> R
         versions = ", ".join(dict.fromkeys(str(r.get("version")) for r in releases))
         raise CliError(f"{model} has no release of version {version} (released versions: {versions})")
     endpoint = item.get("endpoint_name")
-    return Release(model, version, str(endpoint) if endpoint else None, str(item["execution_arn"]), _started(item))
+    return ReleaseRef(model, version, str(endpoint) if endpoint else None, str(item["execution_arn"]), _started(item))
 
 
 def _started(item: dict[str, Any]) -> datetime | None:
@@ -194,7 +194,7 @@ def endpoint_logs(stack: Stack, endpoint_name: str, since_ms: int | None) -> Log
     return CloudWatchGroups(stack.client("logs"), {group: None}, since_ms)
 
 
-def execution_logs(stack: Stack, release: Release, since_ms: int | None) -> LogSource:
+def execution_logs(stack: Stack, release: ReleaseRef, since_ms: int | None) -> LogSource:
     functions = stack.functions()
     if stack.target.is_local:
         files = {label: lambda_log_file(name) for label, name in sorted(functions.items())}
