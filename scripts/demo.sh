@@ -2,8 +2,10 @@
 # `make demo`: dropship end to end on this machine, no AWS account needed.
 #
 # Starts the local stack (an emulated AWS account running the real template, state machine, Lambda
-# code and inference container), releases a small iris model, calls it through its alias, then shows a
-# release whose smoke test fails leaving the alias where it was. Stops the local stack on exit.
+# code and inference container), releases a small iris model, calls it through its alias and reads its
+# endpoint's log, then shows a release whose smoke test fails leaving the alias where it was, and that
+# release's task logs. The stack is the demo's own (its own state dir, and port 4566 or another free
+# port when 4566 is taken), never one someone else started; it is stopped on exit.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,11 +33,25 @@ run() {
 }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/dropship-demo.XXXXXX")"
+# The demo's own local stack: its pid file and logs under $WORK, on a port of its own.
+export DROPSHIP_HOME="$WORK/home"
+unset DROPSHIP_ENDPOINT_URL
+DROPSHIP_LOCAL_PORT="$("$PYTHON" -c '
+import socket
+from dropship.local.ports import free_port
+with socket.socket() as sock:
+    try:
+        sock.bind(("127.0.0.1", 4566))
+        print(4566)
+    except OSError:
+        print(free_port())
+')"
+export DROPSHIP_LOCAL_PORT
 STARTED_STACK=0
 cleanup() {
   local status=$?
   if [[ $STARTED_STACK -eq 1 ]]; then
-    printf '\n%s== Stopping the local stack%s\n' "$BOLD" "$RESET"
+    printf '\n%s== Stopping the local stack this demo started%s\n' "$BOLD" "$RESET"
     "$DROPSHIP" local down || true
   fi
   rm -rf "$WORK"
@@ -44,13 +60,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-heading "Start the local stack (an emulated AWS account on http://127.0.0.1:4566)"
-if "$DROPSHIP" local status >/dev/null 2>&1; then
-  echo "A local stack is already running: using it (and leaving it running)."
-else
-  STARTED_STACK=1
-  run "$DROPSHIP" local up --detach --port 4566
+heading "Start a local stack (an emulated AWS account on http://127.0.0.1:$DROPSHIP_LOCAL_PORT)"
+if [[ $DROPSHIP_LOCAL_PORT != 4566 ]]; then
+  echo "Port 4566 is taken (another local stack?): this demo runs its own on port $DROPSHIP_LOCAL_PORT."
 fi
+STARTED_STACK=1
+run "$DROPSHIP" local up --detach
 
 heading "Train a small model: scikit-learn LogisticRegression on iris"
 run "$PYTHON" demo/train.py "$WORK/iris"
@@ -61,6 +76,10 @@ run "$DROPSHIP" release "$WORK/iris" --model iris --version 1 --manifest demo/re
 heading "Invoke it through its alias, as any client would"
 run "$DROPSHIP" invoke iris --body "$SAMPLE" --local
 echo
+
+heading "The endpoint's container log (the last lines)"
+printf '$ %s | tail -n 4\n' "$DROPSHIP logs iris --local"
+"$DROPSHIP" logs iris --local | tail -n 4
 
 heading "The release history of iris"
 run "$DROPSHIP" history iris --local
@@ -75,6 +94,10 @@ if [[ $code -eq 0 ]]; then
   exit 1
 fi
 echo "-> dropship release --wait exited $code: the release failed and was cleaned up."
+
+heading "Its task logs: the Lambda functions' lines for that release's execution (the last lines)"
+printf '$ %s | tail -n 6\n' "$DROPSHIP logs iris --version 2 --execution --local"
+"$DROPSHIP" logs iris --version 2 --execution --local | tail -n 6
 
 heading "Status: the alias is still on version 1"
 run "$DROPSHIP" status iris --local

@@ -68,6 +68,10 @@ class ReleaseRecord(BaseModel):
     smoke: list[SmokeResult] = Field(default_factory=list)
     released_at: str | None = None
     live_at: str | None = Field(None, description="When it last became live (released or rolled back to).")
+    rolled_back_from: str | None = Field(None, description="The version a rollback made this release replace.")
+    rolled_back_at: str | None = Field(None, description="When a rollback (by hand or by a watch) replaced it.")
+    rolled_back_to: str | None = Field(None, description="The version that rollback went back to.")
+    rollback_reason: str | None = Field(None, description="Why it was rolled back (a watch's alarm, or by hand).")
     endpoint_state: EndpointLifecycle | None = None
 
     @property

@@ -12,6 +12,10 @@ MODELS_PREFIX = "models/"
 RELEASED_PREFIX = "released/"
 ARTIFACT_NAME = "model.tar.gz"
 MANIFEST_NAME = "release.json"
+# S3 user metadata on a tarball naming the release.json version that applies to it (the CLI sets it), or
+# NO_MANIFEST for none at all (CONTRACT.md section 1).
+MANIFEST_PIN = "dropship-manifest-version"
+NO_MANIFEST = "none"
 
 MODEL_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 MODEL_MAX_LENGTH = 32

@@ -23,15 +23,11 @@ from dropship.errors import (
 )
 from dropship.history import ReleaseTable
 from dropship.manifest import Manifest, SmokeSample, parse_manifest
-from dropship.names import DropKey, parse_drop_key, released_key, resource_name
+from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, parse_drop_key, released_key, resource_name
 from dropship.release import Deployment, Release
 
 # Keeps the execution state (which carries the manifest's samples) far below Step Functions' 256 KiB.
 MANIFEST_MAX_BYTES = 32 * 1024
-# S3 user metadata on a tarball naming the release.json version that applies to it (the CLI sets it), or
-# "none" for no manifest at all.
-MANIFEST_PIN = "dropship-manifest-version"
-NO_MANIFEST = "none"
 _SEQUENCER_WIDTH = 32
 
 

@@ -50,6 +50,8 @@ class Account:
     sagemaker: Any
     sqs: Any
     events_queue_url: str
+    logs: Any
+    cloudformation: Any
     table: ReleaseTable = field(init=False)
     aliases: AliasStore = field(init=False)
 
@@ -104,6 +106,9 @@ class Account:
             record.setdefault("released_at", started.split(".")[0] + "Z")
             record.setdefault("duration_s", Decimal("125.5"))
             record["endpoint_state"] = endpoint_state
+        elif endpoint_state != "active":  # a failed release's endpoint: "deleted" by its clean-up
+            record["endpoint_state"] = endpoint_state
+        record = {k: v for k, v in record.items() if v is not None}  # endpoint_name=None: it never got one
         self.table.put_release(model, started_at, arn, **record)
         if path is None:
             path = ["Started", "Locked", "Live"] if outcome == "SUCCEEDED" else ["Started", "Locked"]
@@ -130,6 +135,12 @@ class Account:
 
 
 STACK_TEMPLATE = {
+    # The artifact limits the CLI checks a folder against before uploading it (template.yaml's defaults).
+    "Parameters": {
+        "MaxArtifactBytes": {"Type": "Number", "Default": 10737418240},
+        "MaxUncompressedBytes": {"Type": "Number", "Default": 21474836480},
+        "MaxArtifactMembers": {"Type": "Number", "Default": 100000},
+    },
     "Resources": {"Marker": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "dropship-marker"}}},
     "Outputs": {
         "ModelBucketName": {"Value": BUCKET},

@@ -16,46 +16,57 @@ from dropship.cli import main
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    for name in ("DROPSHIP_ENDPOINT_URL", "DROPSHIP_STACK_NAME", "AWS_ENDPOINT_URL", "DROPSHIP_PROJECT_DIR"):
+    for name in (
+        "DROPSHIP_ENDPOINT_URL",
+        "DROPSHIP_LOCAL_PORT",
+        "DROPSHIP_STACK_NAME",
+        "AWS_ENDPOINT_URL",
+        "DROPSHIP_PROJECT_DIR",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DROPSHIP_HOME", str(tmp_path / "dropship-home"))
+
+
+def deploy_stand_in(client: Callable[[str], Any], template: dict[str, Any] = STACK_TEMPLATE) -> Account:
+    """The stand-in for the dropship stack, created with ``client(service)`` clients."""
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    ddb = client("dynamodb")
+    ddb.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    )
+    events = client("events")
+    events.create_event_bus(Name=BUS)
+    sqs = client("sqs")
+    queue_url = sqs.create_queue(QueueName="dropship-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="all-dropship", EventBusName=BUS, EventPattern=json.dumps({"source": ["dropship"]}))
+    events.put_targets(Rule="all-dropship", EventBusName=BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    client("cloudformation").create_stack(StackName="dropship", TemplateBody=json.dumps(template))
+    return Account(
+        s3=s3,
+        ddb=ddb,
+        ssm=client("ssm"),
+        sagemaker=client("sagemaker"),
+        sqs=sqs,
+        events_queue_url=queue_url,
+        logs=client("logs"),
+        cloudformation=client("cloudformation"),
+    )
 
 
 @pytest.fixture
 def aws(clean_env: None) -> Iterator[Account]:
     """Given a moto account with the dropship stack deployed."""
     with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        )
-        events = boto3.client("events", region_name=REGION)
-        events.create_event_bus(Name=BUS)
-        sqs = boto3.client("sqs", region_name=REGION)
-        queue_url = sqs.create_queue(QueueName="dropship-events")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="all-dropship", EventBusName=BUS, EventPattern=json.dumps({"source": ["dropship"]}))
-        events.put_targets(Rule="all-dropship", EventBusName=BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
-        boto3.client("cloudformation", region_name=REGION).create_stack(
-            StackName="dropship", TemplateBody=json.dumps(STACK_TEMPLATE)
-        )
-        yield Account(
-            s3=s3,
-            ddb=ddb,
-            ssm=boto3.client("ssm", region_name=REGION),
-            sagemaker=boto3.client("sagemaker", region_name=REGION),
-            sqs=sqs,
-            events_queue_url=queue_url,
-        )
+        yield deploy_stand_in(lambda service: boto3.client(service, region_name=REGION))
 
 
 @pytest.fixture

@@ -95,6 +95,50 @@ def test_the_endpoint_url_can_come_from_the_environment(clean_env: None, monkeyp
     assert Target.from_options(region="eu-west-1").region == "eu-west-1"
 
 
+def test_local_honours_the_local_port(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the local stack runs on another port
+    monkeypatch.setenv("DROPSHIP_LOCAL_PORT", "4600")
+    # When --local is given, Then that port is used
+    assert Target.from_options(local=True).endpoint_url == "http://127.0.0.1:4600"
+    # And an explicit endpoint URL wins over --local
+    monkeypatch.setenv("DROPSHIP_ENDPOINT_URL", "http://127.0.0.2:4700")
+    assert Target.from_options(local=True).endpoint_url == "http://127.0.0.2:4700"
+    # And without --local or a URL, AWS it is
+    monkeypatch.delenv("DROPSHIP_ENDPOINT_URL")
+    assert Target.from_options().endpoint_url is None
+
+
+def test_local_reaches_the_local_port(clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = closed_port()
+    monkeypatch.setenv("DROPSHIP_LOCAL_PORT", str(port))
+    line = cli("status", "--local").assert_error()
+    assert line == f"dropship: error: cannot reach http://127.0.0.1:{port}: is `dropship local up` running?"
+
+
+@pytest.mark.parametrize("value", ["http://x", "0", "70000", "-1"])
+def test_a_bad_local_port_is_one_line(clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("DROPSHIP_LOCAL_PORT", value)
+    cli("status", "--local").assert_error(f"DROPSHIP_LOCAL_PORT={value!r} is not a port number")
+
+
+def test_local_up_listens_on_the_local_port(clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given `local up` would start the stack with the options it is given
+    import dropship.cli.local as cli_local
+
+    ports: list[int] = []
+    monkeypatch.setattr(cli_local, "run", lambda args, _: ports.append(args.port) or 0)
+
+    # When it is run with DROPSHIP_LOCAL_PORT set, with and without --port
+    monkeypatch.setenv("DROPSHIP_LOCAL_PORT", "4600")
+    assert cli("local", "up").code == 0
+    assert cli("local", "up", "--port", "4700").code == 0
+    monkeypatch.delenv("DROPSHIP_LOCAL_PORT")
+    assert cli("local", "up").code == 0
+
+    # Then --port wins, else DROPSHIP_LOCAL_PORT, else 4566: where --local will look
+    assert ports == [4600, 4700, 4566]
+
+
 def test_a_stack_without_the_outputs_is_an_error(clean_env: None, cli: Any) -> None:
     with mock_aws():
         template = {**STACK_TEMPLATE, "Outputs": {"ModelBucketName": {"Value": "b"}}}

@@ -10,8 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from dropship.artifact import ArtifactLimits
 from dropship.cli.errors import CliError
-from dropship.cli.pack import artifact, pack_directory
+from dropship.cli.pack import (
+    Folder,
+    artifact,
+    check_folder_limits,
+    check_tarball_limit,
+    format_size,
+    pack_directory,
+    read_folder,
+    read_source,
+)
+from dropship.errors import ArtifactTooLargeError
 
 
 def model_folder(root: Path) -> Path:
@@ -99,12 +110,15 @@ def test_a_tarball_is_used_as_it_is(tmp_path: Path) -> None:
     pack_directory(model_folder(tmp_path / "model"), tarball)
 
     # When it is the release PATH, Then that very file is uploaded
-    with artifact(tarball) as chosen:
+    source = read_source(tarball)
+    assert source == tarball
+    with artifact(source) as chosen:
         assert chosen == tarball
 
 
 def test_a_folder_is_packed_into_a_temporary_file_that_is_removed_afterwards(tmp_path: Path) -> None:
-    folder = model_folder(tmp_path / "model")
+    folder = read_source(model_folder(tmp_path / "model"))
+    assert isinstance(folder, Folder)
     with artifact(folder) as chosen:
         assert chosen.name == "model.tar.gz"
         assert chosen.parent != folder
@@ -122,10 +136,97 @@ def test_a_folder_is_packed_into_a_temporary_file_that_is_removed_afterwards(tmp
 def test_other_paths_are_refused(tmp_path: Path, name: str, content: bytes, message: str) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(CliError, match=message), artifact(path):
-        pass
+    with pytest.raises(CliError, match=message):
+        read_source(path)
 
 
 def test_a_missing_path_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(CliError, match="does not exist"), artifact(tmp_path / "nope"):
-        pass
+    with pytest.raises(CliError, match="does not exist"):
+        read_source(tmp_path / "nope")
+
+
+def test_the_folders_release_json_is_set_aside_not_packed(tmp_path: Path) -> None:
+    # Given a model folder with its manifest at the top, and a file of the same name deeper down
+    folder = model_folder(tmp_path / "model")
+    (folder / "release.json").write_text("{}")
+    (folder / "code" / "release.json").write_text('{"the model": "reads this one"}')
+
+    # When it is read and packed
+    listed = read_folder(folder)
+    tarball = tmp_path / "model.tar.gz"
+    names = pack_directory(folder, tarball)
+
+    # Then the top-level release.json is the manifest, and only the model's own files are packed
+    assert listed.manifest == folder / "release.json"
+    assert "release.json" not in names
+    assert "code/release.json" in names
+    assert [info.name for info in members(tarball)] == names
+
+
+@pytest.mark.parametrize("where", ["model.tar.gz", "code/model.tar.gz"])
+def test_a_folder_holding_a_model_tar_gz_is_refused(tmp_path: Path, where: str) -> None:
+    # Given a folder that holds a tarball from an earlier packing
+    folder = model_folder(tmp_path / "model")
+    (folder / where).write_bytes(b"\x1f\x8b old")
+
+    # When it is read, Then it is refused naming the tarball and what to do instead
+    with pytest.raises(CliError, match=rf"it holds {where}, a tarball left from an earlier packing; remove it"):
+        read_source(folder)
+
+
+def test_the_folder_counts_members_and_file_bytes_as_validation_does(tmp_path: Path) -> None:
+    # Given a folder of two files (4 + 6 bytes) in a sub-folder, and its manifest
+    folder = tmp_path / "model"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "a.py").write_bytes(b"1234")
+    (folder / "weights").write_bytes(b"123456")
+    (folder / "release.json").write_text("{}")
+
+    listed = read_folder(folder)
+
+    # Then members count folders too (as MaxArtifactMembers does), and sizes only the packed files
+    assert (listed.members, listed.files, listed.file_bytes) == (3, 2, 10)
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        (ArtifactLimits(max_members=2), r"holds 3 files and folders, over the stack's limit of 2 .*MaxArtifactMembers"),
+        (
+            ArtifactLimits(max_uncompressed_bytes=9),
+            r"holds 10 B of files, over the stack's limit of 9 B \(stack parameter MaxUncompressedBytes\)",
+        ),
+    ],
+)
+def test_a_folder_over_the_limits_is_refused(tmp_path: Path, limits: ArtifactLimits, message: str) -> None:
+    folder = tmp_path / "model"
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "a.py").write_bytes(b"1234")
+    (folder / "weights").write_bytes(b"123456")
+    with pytest.raises(ArtifactTooLargeError, match=message):
+        check_folder_limits(read_folder(folder), limits)
+    check_folder_limits(read_folder(folder), ArtifactLimits(max_members=3, max_uncompressed_bytes=10))
+
+
+def test_a_tarball_over_the_compressed_limit_is_refused(tmp_path: Path) -> None:
+    tarball = tmp_path / "model.tar.gz"
+    pack_directory(model_folder(tmp_path / "model"), tarball)
+    size = tarball.stat().st_size
+    with pytest.raises(ArtifactTooLargeError, match=r"stack parameter MaxArtifactBytes"):
+        check_tarball_limit(tarball, ArtifactLimits(max_compressed_bytes=size - 1))
+    check_tarball_limit(tarball, ArtifactLimits(max_compressed_bytes=size))
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (5 * 1024**2, "5.0 MiB"),
+        (3 * 1024**4, "3072.0 GiB"),
+    ],
+)
+def test_sizes_are_shown_in_binary_units(size: int, shown: str) -> None:
+    assert format_size(size) == shown

@@ -1,4 +1,5 @@
-"""The ``dropship`` command line: release, follow, inspect, roll back and invoke models; run the local stack.
+"""The ``dropship`` command line: release, follow, inspect, roll back, invoke and read the logs of models;
+run the local stack.
 
 ``main(argv)`` returns the exit code: 0 on success, 1 with a one-line ``dropship: error: ...`` on stderr
 for an expected failure, 2 for a usage error, 130 when interrupted.
@@ -7,6 +8,7 @@ for an expected failure, 2 for a usage error, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -24,7 +26,7 @@ from botocore.exceptions import (
 from dropship import __version__
 from dropship.alias import DEFAULT_ALIAS
 from dropship.cli.errors import CliError, one_line
-from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT, Stack, Target, unreachable_message
+from dropship.cli.stack import LOCAL_HOST, LOCAL_PORT, Stack, Target, local_port, unreachable_message
 from dropship.errors import DropshipError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -46,8 +48,8 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--local",
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
-        help="use the local stack on http://127.0.0.1:4566 (region us-east-1, any credentials); "
-        "DROPSHIP_ENDPOINT_URL does the same with another URL",
+        help="use the local stack on http://127.0.0.1:$DROPSHIP_LOCAL_PORT (default port 4566; region us-east-1, "
+        "any credentials); DROPSHIP_ENDPOINT_URL, when set, names the URL instead",
     )
     parser.add_argument(
         "--stack-name", default=default, help="the deployed stack (default: $DROPSHIP_STACK_NAME or dropship)"
@@ -79,12 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="upload a model (folder or .tar.gz) to start a release",
         description="Pack PATH (a folder, or a .tar.gz as it is), upload the manifest then the tarball to "
-        "models/<model>/<version>/, and optionally follow the release it starts.",
+        "models/<model>/<version>/, and optionally follow the release it starts. A release.json at the top of "
+        "the folder is the manifest (unless --manifest names another) and is not packed.",
     )
     release.add_argument("path", metavar="PATH", help="model folder (packed into model.tar.gz) or a .tar.gz file")
     release.add_argument("--model", "-m", required=True, help="model name, e.g. churn")
     release.add_argument("--version", required=True, help="version, e.g. 3 or 1.4.0")
-    release.add_argument("--manifest", metavar="FILE", help="release.json to upload with it")
+    release.add_argument(
+        "--manifest", metavar="FILE", help="the manifest to upload with it (default: PATH/release.json, if any)"
+    )
     release.add_argument("--wait", action="store_true", help="follow the release; exit 0 only if it succeeds")
     release.add_argument(
         "--timeout", type=_positive, default=3600.0, metavar="SECONDS", help="how long --wait waits (default 3600)"
@@ -119,6 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--accept", help="Accept header")
     invoke.add_argument("--alias", default=DEFAULT_ALIAS, help=f"the alias to resolve (default {DEFAULT_ALIAS})")
     invoke.set_defaults(handler=_lazy("dropship.cli.invoke", "run"))
+
+    logs = commands.add_parser(
+        "logs",
+        parents=[common],
+        help="the endpoint's container log, or a release's task logs",
+        description="Print the container log of the endpoint an alias points at (or of a version's newest "
+        "release), or with --execution the Lambda task logs of that release. From CloudWatch Logs, or from "
+        "the local stack's log files.",
+    )
+    logs.add_argument("model", metavar="MODEL")
+    logs.add_argument("--version", help="that version's newest release, instead of the alias")
+    logs.add_argument("--alias", default=DEFAULT_ALIAS, help=f"the alias to resolve (default {DEFAULT_ALIAS})")
+    logs.add_argument(
+        "--execution", action="store_true", help="the release's task (Lambda) logs instead of the endpoint's"
+    )
+    logs.add_argument(
+        "--since", metavar="WHEN", help="only newer lines: a duration ago (30s, 10m, 2h, 1d) or a UTC time (ISO 8601)"
+    )
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.set_defaults(handler=_lazy("dropship.cli.logs", "run"))
 
     local = commands.add_parser("local", help="run the local stack (an emulated AWS account on this machine)")
     local_commands = local.add_subparsers(dest="local_command", metavar="COMMAND", parser_class=_Parser)
@@ -169,12 +194,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    target = Target.from_options(local=args.local, region=args.region, stack_name=args.stack_name)
+    target: Target | None = None
 
     def stack_factory() -> Stack:
+        assert target is not None
         return Stack(target)
 
     try:
+        target = Target.from_options(local=args.local, region=args.region, stack_name=args.stack_name)
+        if getattr(args, "local_command", None) == "up" and args.port is None:
+            args.port = local_port()
         return int(args.handler(args, stack_factory))
     except CliError as exc:
         return _fail(str(exc), exc.exit_code)
@@ -183,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NoCredentialsError, PartialCredentialsError) as exc:
         return _fail(f"AWS credentials are missing or incomplete ({exc}): configure them, or use --local")
     except (EndpointConnectionError, ConnectTimeoutError) as exc:
-        return _fail(unreachable_message(target, exc))
+        return _fail(unreachable_message(target, exc) if target else str(exc))
     except ClientError as exc:
         error = exc.response.get("Error", {})
         return _fail(f"AWS refused {exc.operation_name}: {error.get('Code', '?')}: {error.get('Message', '')}")
@@ -194,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return _fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`dropship logs ... | head`): stop quietly, as the Python docs advise.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 def _fail(message: str, code: int = 1) -> int:

@@ -1,33 +1,46 @@
-"""``dropship release``: check locally, upload manifest then tarball to the drop key, optionally follow it."""
+"""``dropship release``: check locally, upload manifest then tarball to the drop key, optionally follow it.
+
+The tarball carries the manifest's S3 VersionId in its metadata, so the release uses the manifest uploaded
+with it even if another is uploaded meanwhile. ``--wait`` finds its execution by the claim Validate
+Artifact writes for the object version, then polls that one execution and the endpoint it creates.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
 from dropship.cli.errors import CliError, one_line
-from dropship.cli.pack import artifact
+from dropship.cli.pack import (
+    Folder,
+    artifact,
+    check_folder_limits,
+    check_tarball_limit,
+    format_size,
+    read_source,
+)
 from dropship.cli.stack import Stack
+from dropship.history import ReleaseTable
 from dropship.manifest import Manifest, parse_manifest
-from dropship.names import DropKey, check_model_name, check_version
+from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, check_model_name, check_version
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 64 * 1024 * 1024
-FIND_TIMEOUT_S = 60.0
-POLL_S = 1.0
-# Executions started this long before the upload began (by our clock) are still considered, for clock skew.
-CLOCK_SKEW_S = 300
-DUPLICATE_STATE = "Ignore Duplicate Event"
+# S3 user metadata on the tarball: the VersionId of the release.json uploaded just before it ("none": no
+# manifest), so the release uses exactly that manifest whatever is uploaded after (CONTRACT.md section 1).
+FIND_TIMEOUT_S = 120.0
+POLL_S = 2.0
+HISTORY_PAGE = 20
 MAX_HISTORY_PAGES = 50
+DUPLICATE_STATE = "Ignore Duplicate Event"
 _STATUS_ERRORS = {"TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"}
 
 
@@ -36,7 +49,6 @@ class Upload:
     bucket: str
     key: str
     version_id: str | None
-    started_at: datetime
 
     @property
     def uri(self) -> str:
@@ -52,7 +64,7 @@ class Outcome:
 
 
 def _remove_stale_manifest(s3: Any, bucket: str, key: str) -> bool:
-    """Without --manifest the release uses the stack's defaults, not a manifest left by an earlier upload."""
+    """Without a manifest the release uses the stack's defaults, not a manifest left by an earlier upload."""
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -65,49 +77,82 @@ def _remove_stale_manifest(s3: Any, bucket: str, key: str) -> bool:
 
 def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
     drop = DropKey(check_model_name(args.model), check_version(args.version))
-    manifest_bytes, manifest = _read_manifest(args.manifest)
-    with artifact(Path(args.path)) as tarball:
-        stack = stack_factory()
+    source = read_source(Path(args.path))
+    manifest_path = _manifest_path(args.manifest, source)
+    manifest_bytes, manifest = _read_manifest(manifest_path)
+    stack = stack_factory()
+    limits = stack.artifact_limits()
+    if isinstance(source, Folder):
+        check_folder_limits(source, limits)
+    with artifact(source) as tarball:
+        check_tarball_limit(tarball, limits)
+        print(_describe(source, tarball, manifest_path))
         bucket = stack.outputs.model_bucket
         s3 = stack.client("s3")
         if manifest_bytes is not None:
             response = s3.put_object(
                 Bucket=bucket, Key=drop.manifest_key, Body=manifest_bytes, ContentType="application/json"
             )
-            print(f"Uploaded manifest s3://{bucket}/{drop.manifest_key}")
-        elif _remove_stale_manifest(s3, bucket, drop.manifest_key):
-            print(f"Removed the release.json an earlier upload left at s3://{bucket}/{drop.manifest_key}")
-        started = datetime.now(UTC)
-        response = upload_file(s3, tarball, bucket, drop.artifact_key)
-        upload = Upload(bucket, drop.artifact_key, response.get("VersionId"), started)
+            # An unversioned bucket keeps one version of each key, whose id is "null".
+            manifest_version = response.get("VersionId") or "null"
+            print(f"Uploaded manifest s3://{bucket}/{drop.manifest_key} (VersionId {manifest_version})")
+        else:
+            manifest_version = NO_MANIFEST
+            if _remove_stale_manifest(s3, bucket, drop.manifest_key):
+                print(f"Removed the release.json an earlier upload left at s3://{bucket}/{drop.manifest_key}")
+        response = upload_file(s3, tarball, bucket, drop.artifact_key, {MANIFEST_PIN: manifest_version})
+        upload = Upload(bucket, drop.artifact_key, response.get("VersionId"))
     print(f"Uploaded {upload.uri} (VersionId {upload.version_id or 'none: the bucket is not versioned'})")
     if not args.wait:
         print(f"The release has started; follow it with `dropship history {drop.model}`.")
         return 0
-    sfn = stack.client("stepfunctions")
-    watcher = ExecutionWatcher(sfn, stack.outputs.state_machine_arn)
+    watcher = ExecutionWatcher(stack.client("stepfunctions"), stack.table(), stack.client("sagemaker"))
     arn = watcher.find(upload, FIND_TIMEOUT_S)
     print(f"Execution {arn}")
     progress = Progress(sys.stdout)
-    outcome = watcher.follow(arn, args.timeout, progress.update)
+    outcome = watcher.follow(arn, drop.model, args.timeout, progress.update)
     progress.done()
     return report_outcome(stack, drop, manifest, arn, outcome)
 
 
-def _read_manifest(path: str | None) -> tuple[bytes | None, Manifest]:
+def _manifest_path(option: str | None, source: Folder | Path) -> Path | None:
+    """``--manifest``, else the folder's own release.json, else none."""
+    if option is not None:
+        return Path(option)
+    return source.manifest if isinstance(source, Folder) else None
+
+
+def _read_manifest(path: Path | None) -> tuple[bytes | None, Manifest]:
     if path is None:
         return None, parse_manifest(None)
     try:
-        raw = Path(path).read_bytes()
+        raw = path.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read manifest {path}: {exc.strerror or exc}") from exc
     return raw, parse_manifest(raw)
 
 
-def upload_file(s3: Any, path: Path, bucket: str, key: str) -> dict[str, Any]:
+def _describe(source: Folder | Path, tarball: Path, manifest: Path | None) -> str:
+    """What is about to be uploaded, in one or two lines."""
+    size = format_size(tarball.stat().st_size)
+    if isinstance(source, Folder):
+        files = f"{source.files} file{'s' if source.files != 1 else ''}"
+        text = f"Packed {files} ({format_size(source.file_bytes)}) from {source.root} into model.tar.gz ({size})"
+    else:
+        text = f"Uploading {source} as it is ({size})"
+    if manifest is None:
+        return text + "\nNo manifest: the stack's defaults apply"
+    if isinstance(source, Folder) and source.manifest is not None:
+        if manifest == source.manifest:
+            return text + f"\nManifest: {manifest} (the folder's release.json; not packed)"
+        return text + f"\nManifest: {manifest} (the folder's release.json is not used, and not packed)"
+    return text + f"\nManifest: {manifest}"
+
+
+def upload_file(s3: Any, path: Path, bucket: str, key: str, metadata: dict[str, str]) -> dict[str, Any]:
     """Upload the tarball; the response carries the object's VersionId (multipart for big files)."""
     size = path.stat().st_size
-    extra = {"ContentType": "application/gzip"}
+    extra = {"ContentType": "application/gzip", "Metadata": metadata}
     if size <= MULTIPART_THRESHOLD:
         with path.open("rb") as handle:
             return dict(s3.put_object(Bucket=bucket, Key=key, Body=handle, **extra))
@@ -129,29 +174,48 @@ def upload_file(s3: Any, path: Path, bucket: str, key: str) -> dict[str, Any]:
         raise
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """Where a release is: its current state, for how long it has run, and its endpoint's own status."""
+
+    state: str
+    elapsed_s: float
+    endpoint_status: str | None = None
+
+
 class ExecutionWatcher:
-    """Finds the execution an upload started and follows it to the end."""
+    """Finds the execution an upload started (by the claim Validate Artifact writes) and follows it.
+
+    Each poll costs a fixed number of calls, however many executions the state machine has had.
+    """
 
     def __init__(
         self,
         sfn: Any,
-        state_machine_arn: str,
+        table: ReleaseTable,
+        sagemaker: Any,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         poll_s: float | None = None,
     ) -> None:
         self.sfn = sfn
-        self.state_machine_arn = state_machine_arn
+        self.table = table
+        self.sagemaker = sagemaker
         self.clock = clock
         self.sleep = sleep
         self.poll_s = POLL_S if poll_s is None else poll_s
-        self._not_ours: set[str] = set()
+        self._endpoint_name: str | None = None
 
     def find(self, upload: Upload, timeout_s: float) -> str:
-        """The ARN of the execution whose input is the S3 event of exactly this upload."""
+        """The ARN of the execution that claimed exactly this object version."""
+        if upload.version_id is None:
+            raise CliError(
+                f"{upload.uri} has no VersionId (is versioning enabled on the bucket, as the template sets?), "
+                "so its release cannot be followed; see `dropship history`"
+            )
         deadline = self.clock() + timeout_s
         while True:
-            arn = self._find_once(upload)
+            arn = self.table.claimant(upload.bucket, upload.key, upload.version_id)
             if arn is not None:
                 return arn
             if self.clock() >= deadline:
@@ -161,47 +225,17 @@ class ExecutionWatcher:
                 )
             self.sleep(self.poll_s)
 
-    def _find_once(self, upload: Upload) -> str | None:
-        not_before = upload.started_at - timedelta(seconds=CLOCK_SKEW_S)
-        kwargs: dict[str, Any] = {"stateMachineArn": self.state_machine_arn, "maxResults": 100}
-        while True:
-            page = self.sfn.list_executions(**kwargs)
-            for execution in page.get("executions", []):
-                if execution["startDate"] < not_before:
-                    return None  # newest first: everything after this is older
-                arn = execution["executionArn"]
-                if arn not in self._not_ours and self._is_for(arn, upload):
-                    return str(arn)
-                self._not_ours.add(arn)
-            if not page.get("nextToken"):
-                return None
-            kwargs["nextToken"] = page["nextToken"]
-
-    def _is_for(self, arn: str, upload: Upload) -> bool:
-        try:
-            event = json.loads(self.sfn.describe_execution(executionArn=arn).get("input") or "{}")
-        except ValueError:
-            return False
-        detail = event.get("detail") if isinstance(event, dict) else None
-        if not isinstance(detail, dict):
-            return False
-        obj = detail.get("object") or {}
-        if (detail.get("bucket") or {}).get("name", upload.bucket) != upload.bucket or obj.get("key") != upload.key:
-            return False
-        if upload.version_id is None:
-            return True
-        return bool(obj.get("version-id") == upload.version_id)
-
-    def follow(self, arn: str, timeout_s: float, on_progress: Callable[[str, float], None]) -> Outcome:
-        """Poll until the execution ends, reporting (current state, seconds since it started)."""
+    def follow(self, arn: str, model: str, timeout_s: float, on_progress: Callable[[Snapshot], None]) -> Outcome:
+        """Poll until the execution ends, reporting each snapshot."""
         deadline = self.clock() + timeout_s
         while True:
             execution = self.sfn.describe_execution(executionArn=arn)
             state = self.current_state(arn)
             started = execution.get("startDate")
             elapsed = (datetime.now(UTC) - started).total_seconds() if isinstance(started, datetime) else 0.0
-            on_progress(state or "Starting", max(0.0, elapsed))
             status = execution["status"]
+            endpoint = self.endpoint_status(model, arn) if status == "RUNNING" else None
+            on_progress(Snapshot(state or "Starting", max(0.0, elapsed), endpoint))
             if status != "RUNNING":
                 return Outcome(status, state, execution.get("error"), execution.get("cause"))
             if self.clock() >= deadline:
@@ -211,14 +245,27 @@ class ExecutionWatcher:
                 )
             self.sleep(self.poll_s)
 
+    def endpoint_status(self, model: str, arn: str) -> str | None:
+        """The release's endpoint as SageMaker reports it (Creating, InService, ...); None before it exists."""
+        if self._endpoint_name is None:
+            record = next((item for item in self.table.releases(model) if item.get("execution_arn") == arn), None)
+            self._endpoint_name = (record or {}).get("endpoint_name")
+            if self._endpoint_name is None:
+                return None
+        try:
+            described = self.sagemaker.describe_endpoint(EndpointName=self._endpoint_name)
+        except ClientError:  # not created yet, or already cleaned up: nothing to show
+            return None
+        return str(described.get("EndpointStatus")) if described.get("EndpointStatus") else None
+
     def current_state(self, arn: str) -> str | None:
         """The name of the state entered last (by event id), reading the history newest first."""
         entered = self._latest(arn, lambda event: event.get("type", "").endswith("StateEntered"))
         return str(entered["stateEnteredEventDetails"]["name"]) if entered else None
 
     def _latest(self, arn: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
-        # Asks for newest first, but does not rely on it (some emulators ignore reverseOrder).
-        kwargs: dict[str, Any] = {"executionArn": arn, "reverseOrder": True, "maxResults": 100}
+        # Asks for a small page, newest first; does not rely on it (some emulators ignore reverseOrder).
+        kwargs: dict[str, Any] = {"executionArn": arn, "reverseOrder": True, "maxResults": HISTORY_PAGE}
         best: dict[str, Any] | None = None
         for _ in range(MAX_HISTORY_PAGES):
             page = self.sfn.get_execution_history(**kwargs)
@@ -234,21 +281,28 @@ class ExecutionWatcher:
 
 
 class Progress:
-    """One line updated in place on a terminal; one line per state change otherwise."""
+    """One line updated in place on a terminal; one line per change of state (or endpoint status) otherwise."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = stream.isatty()
-        self.last: str | None = None
+        self.last: tuple[str, str | None] | None = None
 
-    def update(self, state: str, elapsed_s: float) -> None:
+    def update(self, snapshot: Snapshot) -> None:
+        endpoint = f"  endpoint {snapshot.endpoint_status}" if snapshot.endpoint_status else ""
         if self.tty:
-            self.stream.write(f"\r\033[K  {state}  ({format_duration(elapsed_s)})")
+            self.stream.write(f"\r\033[K  {snapshot.state}  ({format_duration(snapshot.elapsed_s)}){endpoint}")
             self.stream.flush()
-        elif state != self.last:
-            self.stream.write(f"  [{format_duration(elapsed_s):>7}] {state}\n")
+        elif self._changed(snapshot):
+            self.stream.write(f"  [{format_duration(snapshot.elapsed_s):>7}] {snapshot.state}{endpoint}\n")
             self.stream.flush()
-        self.last = state
+        self.last = (snapshot.state, snapshot.endpoint_status)
+
+    def _changed(self, snapshot: Snapshot) -> bool:
+        """A new state, or news of the endpoint (not its status going unknown, as when the release ends)."""
+        if self.last is None or snapshot.state != self.last[0]:
+            return True
+        return snapshot.endpoint_status is not None and snapshot.endpoint_status != self.last[1]
 
     def done(self) -> None:
         if self.tty and self.last is not None:

@@ -49,7 +49,15 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
         )
         aliases.put(alias, record)
         # It is live again from now: retention keeps it, and the next rollback goes back to the current one.
-        table.put_release(model, target.started, record.execution_arn, live_at=stamp(utc_now()))
+        now = stamp(utc_now())
+        table.put_release(model, target.started, record.execution_arn, live_at=now, rolled_back_from=current.version)
+        # And the history says why the release that was live no longer is.
+        left = next((item for item in releases if item.execution_arn == current.execution_arn), None)
+        if left is not None:
+            table.put_release(
+                model, left.started, current.execution_arn, rolled_back_at=now, rolled_back_to=record.version,
+                rollback_reason="by hand, with dropship rollback",
+            )  # fmt: skip
     finally:
         table.release_lock(model, holder)
     stack.notifier().put(

@@ -18,6 +18,7 @@ from botocore.exceptions import (
 )
 
 from dropship.alias import AliasStore
+from dropship.artifact import ArtifactLimits
 from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.history import ReleaseTable
@@ -25,12 +26,13 @@ from dropship.notify import Notifier
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 4566
-LOCAL_ENDPOINT_URL = f"http://{LOCAL_HOST}:{LOCAL_PORT}"
+LOCAL_ENDPOINT_URL = f"http://{LOCAL_HOST}:{LOCAL_PORT}"  # --local without DROPSHIP_LOCAL_PORT
 LOCAL_REGION = "us-east-1"
 # The local stack accepts any credentials; these are only used when the credential chain has none.
 _LOCAL_ACCESS_KEY = "dropship-local"
 DEFAULT_STACK_NAME = "dropship"
 ENDPOINT_ENV = "DROPSHIP_ENDPOINT_URL"
+LOCAL_PORT_ENV = "DROPSHIP_LOCAL_PORT"
 STACK_NAME_ENV = "DROPSHIP_STACK_NAME"
 
 OUTPUT_NAMES = ("ModelBucketName", "ReleaseStateMachineArn", "EventBusName", "ReleasesTableName", "AliasPrefix")
@@ -43,6 +45,21 @@ _CONFIG = Config(
 )
 # The first call to an endpoint fails fast when nothing listens there.
 _PROBE_CONFIG = _CONFIG.merge(Config(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=5))
+
+
+def local_port() -> int:
+    """The local stack's port: ``$DROPSHIP_LOCAL_PORT``, else 4566."""
+    text = os.environ.get(LOCAL_PORT_ENV, "").strip()
+    if not text:
+        return LOCAL_PORT
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise CliError(f"{LOCAL_PORT_ENV}={text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def local_endpoint_url() -> str:
+    """What ``--local`` means: ``http://127.0.0.1:$DROPSHIP_LOCAL_PORT`` (default port 4566)."""
+    return f"http://{LOCAL_HOST}:{local_port()}"
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,8 @@ class Target:
 
     @classmethod
     def from_options(cls, local: bool = False, region: str | None = None, stack_name: str | None = None) -> Target:
-        endpoint = LOCAL_ENDPOINT_URL if local else (os.environ.get(ENDPOINT_ENV) or None)
+        # An explicit URL wins over --local: it names exactly the stack to talk to.
+        endpoint = os.environ.get(ENDPOINT_ENV) or (local_endpoint_url() if local else None)
         if endpoint is not None and region is None:
             region = LOCAL_REGION
         return cls(
@@ -141,7 +159,8 @@ class Stack:
             raise CliError("no AWS region: pass --region or set AWS_REGION (or use --local)") from exc
 
     @cached_property
-    def outputs(self) -> StackOutputs:
+    def description(self) -> dict[str, Any]:
+        """The stack as CloudFormation describes it (``DescribeStacks``), read once."""
         name = self.target.stack_name
         try:
             stacks = self.client("cloudformation", probe=True).describe_stacks(StackName=name)["Stacks"]
@@ -155,15 +174,47 @@ class Stack:
             raise
         if not stacks:
             raise CliError(self._not_found_message())
-        stack = stacks[0]
+        return dict(stacks[0])
+
+    @cached_property
+    def outputs(self) -> StackOutputs:
+        stack = self.description
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         missing = [key for key in OUTPUT_NAMES if key not in outputs]
         if missing:
             raise CliError(
-                f"stack {name!r} ({stack.get('StackStatus', 'unknown status')}) has no output "
+                f"stack {self.target.stack_name!r} ({stack.get('StackStatus', 'unknown status')}) has no output "
                 f"{', '.join(missing)}: is it a dropship stack, and has it finished deploying?"
             )
         return StackOutputs.from_outputs(outputs)
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """The stack's parameter values, by name (an SSM-typed parameter's resolved value)."""
+        return {
+            p["ParameterKey"]: p.get("ResolvedValue") or p.get("ParameterValue", "")
+            for p in self.description.get("Parameters", [])
+        }
+
+    def artifact_limits(self) -> ArtifactLimits:
+        """The limits Validate Artifact applies: the stack's parameters, else the template's defaults."""
+        parameters = self.parameters
+        values: dict[str, int] = {}
+        for field, info in ArtifactLimits.model_fields.items():
+            text = parameters.get(str(info.description), "").strip()
+            if text.isdigit() and int(text) > 0:
+                values[field] = int(text)
+        return ArtifactLimits(**values)
+
+    def functions(self) -> dict[str, str]:
+        """The stack's Lambda functions: logical id -> function name (``ListStackResources``)."""
+        found: dict[str, str] = {}
+        paginator = self.client("cloudformation").get_paginator("list_stack_resources")
+        for page in paginator.paginate(StackName=self.target.stack_name):
+            for resource in page.get("StackResourceSummaries", []):
+                if resource.get("ResourceType") == "AWS::Lambda::Function" and resource.get("PhysicalResourceId"):
+                    found[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+        return found
 
     def _not_found_message(self) -> str:
         return (
