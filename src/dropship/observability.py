@@ -21,13 +21,9 @@ metrics = Metrics(namespace="Dropship", service="dropship")
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
-def _execution_arn(event: Any) -> str | None:
-    if not isinstance(event, dict):
-        return None
-    for candidate in (event, event.get("release") or {}):
-        if isinstance(candidate, dict) and isinstance(candidate.get("execution_arn"), str):
-            return candidate["execution_arn"]
-    return None
+# Every log line carries the execution it serves: a task's input names it, as does the reaper's status
+# change event; a SageMaker state change does not (its lines name the endpoint instead).
+CORRELATION_ID_PATH = "execution_arn || release.execution_arn || detail.executionArn"
 
 
 def task(handler: Handler) -> Handler:
@@ -37,12 +33,18 @@ def task(handler: Handler) -> Handler:
     """
 
     @functools.wraps(handler)
-    @logger.inject_lambda_context(clear_state=True)
+    @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def wrapper(event: dict[str, Any], context: Any) -> Any:
-        logger.set_correlation_id(_execution_arn(event))
-        with transient_as_retryable():
-            return handler(event, context)
+        logger.info("task started", extra={"task": handler.__name__})
+        try:
+            with transient_as_retryable():
+                result = handler(event, context)
+        except Exception:
+            logger.exception("task failed", extra={"task": handler.__name__})
+            raise
+        logger.info("task finished", extra={"task": handler.__name__})
+        return result
 
     return wrapper

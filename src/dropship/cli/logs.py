@@ -25,10 +25,10 @@ from botocore.exceptions import ClientError
 
 from dropship.aws import error_code
 from dropship.cli.errors import CliError
-from dropship.cli.local import state_dir
 from dropship.cli.report import unknown_model
 from dropship.cli.stack import Stack
 from dropship.history import parse_stamp
+from dropship.local import paths
 from dropship.names import check_model_name, check_version
 
 AWS_FOLLOW_POLL_S = 5.0
@@ -46,11 +46,11 @@ _REQUEST_END = "END RequestId: "
 
 
 def endpoint_log_file(endpoint_name: str) -> Path:
-    return state_dir() / "logs" / "endpoints" / f"{endpoint_name}.log"
+    return paths.endpoint_log(endpoint_name)
 
 
 def lambda_log_file(function_name: str) -> Path:
-    return state_dir() / "logs" / "lambda" / f"{function_name}.log"
+    return paths.lambda_log(function_name)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dropship.artifact import ArtifactLimits
 from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.history import ReleaseTable
+from dropship.local import paths
 from dropship.notify import Notifier
 
 LOCAL_HOST = "127.0.0.1"
@@ -32,7 +33,7 @@ LOCAL_REGION = "us-east-1"
 _LOCAL_ACCESS_KEY = "dropship-local"
 DEFAULT_STACK_NAME = "dropship"
 ENDPOINT_ENV = "DROPSHIP_ENDPOINT_URL"
-LOCAL_PORT_ENV = "DROPSHIP_LOCAL_PORT"
+LOCAL_PORT_ENV = paths.PORT_ENV
 STACK_NAME_ENV = "DROPSHIP_STACK_NAME"
 
 OUTPUT_NAMES = ("ModelBucketName", "ReleaseStateMachineArn", "EventBusName", "ReleasesTableName", "AliasPrefix")
