@@ -1,46 +1,29 @@
 """Clean Up after a failed release, and the reaper of executions that ended any other way.
 
-- ``handler`` (the state machine's Clean Up): delete exactly what this execution created, free the lock,
-  record the failure and put ``Release Failed``; returns the failure the execution ends with.
+- ``handler`` (the state machine's Clean Up): move the alias back if a watch tripped, delete exactly what
+  this execution created, free the lock, record the failure and put ``Release Failed``; returns the
+  failure the execution ends with.
 - ``reap`` (EventBridge: ``Step Functions Execution Status Change`` of the Release state machine): an
   execution stopped, timed out or failed outside the state machine's own paths gets the same
   compensation, a final history record and its event (code ``Aborted`` or ``InternalError``).
+
+Code, not direct integrations: what to delete depends on what exists, what an alias serves and what
+SageMaker is still creating.
 """
 
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dropship import clients, settings, steps
-from dropship.alias import AliasStore
-from dropship.endpoints import Endpoints
-from dropship.history import ReleaseTable
-from dropship.notify import Notifier
+from dropship import clients, parts, steps
 from dropship.observability import logger, metrics, task
 from dropship.release import NotifyInput
-from dropship.waits import EndpointWaits
-
-
-class Env(settings.Settings):
-    table_name: str
-    alias_prefix: str
-    event_bus_name: str
-
-
-def _parts(env: Env) -> tuple[ReleaseTable, Endpoints, AliasStore, EndpointWaits, Notifier]:
-    return (
-        ReleaseTable(clients.dynamodb(), env.table_name),
-        Endpoints(clients.sagemaker()),
-        AliasStore(clients.ssm(), env.alias_prefix),
-        EndpointWaits(clients.dynamodb(), env.table_name, clients.stepfunctions()),
-        Notifier(clients.events(), env.event_bus_name),
-    )
 
 
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = NotifyInput.model_validate(event)
-    failure = steps.clean_up(*_parts(settings.load(Env)), request.state, request.execution_arn, request.started_at)
+    failure = steps.clean_up(parts.build(), request.state, request.execution_arn, request.started_at)
     logger.info("cleaned up after a failed release", extra={"code": failure.code})
     metrics.add_metric(name="ReleaseFailed", unit=MetricUnit.Count, value=1)
     return failure.model_dump(mode="json")
@@ -53,6 +36,6 @@ def reap(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def describe_input() -> str | None:
         return clients.stepfunctions().describe_execution(executionArn=end.execution_arn).get("input")
 
-    outcome = steps.reap(*_parts(settings.load(Env)), end, describe_input)
+    outcome = steps.reap(parts.build(), end, describe_input)
     logger.info("execution accounted for", extra={"status": end.status, "outcome": outcome})
     return {"outcome": outcome}

@@ -39,7 +39,7 @@ class EndpointChange(BaseModel):
 
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    endpoints = Endpoints(clients.sagemaker())
+    endpoints = Endpoints(clients.sagemaker(), autoscaling=clients.autoscaling())
     waits = EndpointWaits(clients.dynamodb(), settings.load(Env).table_name, clients.stepfunctions())
     if event.get("detail-type") == "SageMaker Endpoint State Change":
         change = EndpointChange.model_validate(event["detail"])

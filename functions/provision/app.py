@@ -1,4 +1,5 @@
-"""Create Endpoint: the release's SageMaker model, endpoint config and endpoint, idempotent under retries.
+"""Create Endpoint: the release's SageMaker model, endpoint config and endpoint, idempotent under retries;
+at least as many instances as the live fleet, and its data capture unless the manifest says otherwise.
 
 Code, not three direct integrations: a retried create must treat "already exists" as its own earlier
 success, and SageMaker reports that only as a generic ValidationException that Step Functions cannot
@@ -8,6 +9,7 @@ tell apart from a real one.
 from typing import Any
 
 from dropship import clients, settings, steps
+from dropship.alias import AliasStore
 from dropship.endpoints import Endpoints
 from dropship.observability import task
 from dropship.release import Release
@@ -17,6 +19,7 @@ from dropship.waits import EndpointWaits
 class Env(settings.Settings):
     stack_name: str
     table_name: str
+    alias_prefix: str
     sagemaker_role_arn: str
 
 
@@ -30,8 +33,9 @@ def handler(event: dict[str, Any], context: Any) -> None:
         return status == "RUNNING"
 
     steps.create_endpoint(
-        Endpoints(clients.sagemaker(), env.stack_name),
+        Endpoints(clients.sagemaker(), env.stack_name, clients.autoscaling()),
         EndpointWaits(clients.dynamodb(), env.table_name, clients.stepfunctions()),
+        AliasStore(clients.ssm(), env.alias_prefix),
         release,
         env.sagemaker_role_arn,
         still_running,

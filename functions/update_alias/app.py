@@ -1,9 +1,11 @@
-"""Update Alias: point the alias at the new endpoint, unless a later upload is already live."""
+"""Update Alias: register the new variant's autoscaling, then point the alias at the new endpoint, unless a
+later upload is already live. Returns the alias record written and the one it replaced."""
 
 from typing import Any
 
 from dropship import clients, settings, steps
 from dropship.alias import AliasStore
+from dropship.endpoints import Endpoints
 from dropship.history import ReleaseTable
 from dropship.observability import task
 from dropship.release import Release
@@ -12,14 +14,16 @@ from dropship.release import Release
 class Env(settings.Settings):
     table_name: str
     alias_prefix: str
+    stack_name: str
 
 
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings.load(Env)
-    record = steps.update_alias(
+    update = steps.update_alias(
         ReleaseTable(clients.dynamodb(), env.table_name),
         AliasStore(clients.ssm(), env.alias_prefix),
+        Endpoints(clients.sagemaker(), env.stack_name, clients.autoscaling()),
         Release.model_validate(event),
     )
-    return record.model_dump(mode="json")
+    return update.model_dump(mode="json")

@@ -27,6 +27,10 @@ class Env(settings.Settings):
     endpoint_check_seconds: int
     endpoint_timeout_seconds: int
     lock_timeout_seconds: int
+    default_bake_seconds: int = 0
+    default_max_error_rate: float = 0.0
+    default_max_p99_latency_ms: int = 0
+    watch_period_seconds: int = 60
 
     def defaults(self) -> ReleaseDefaults:
         return ReleaseDefaults(
@@ -45,6 +49,10 @@ class Env(settings.Settings):
             endpoint_check_s=self.endpoint_check_seconds,
             endpoint_timeout_s=self.endpoint_timeout_seconds,
             lock_timeout_s=self.lock_timeout_seconds,
+            bake_s=self.default_bake_seconds,
+            max_error_rate=self.default_max_error_rate or None,  # 0 (the parameter's "off") is no guard
+            max_p99_latency_ms=self.default_max_p99_latency_ms or None,
+            watch_period_s=self.watch_period_seconds,
         )
 
 

@@ -53,6 +53,13 @@ class AliasStore:
             Description=f"dropship alias {alias} of model {record.model}",
         )
 
+    def delete(self, model: str, alias: str) -> None:
+        try:
+            self.client.delete_parameter(Name=parameter_name(self.prefix, model, alias))
+        except ClientError as exc:
+            if error_code(exc) != "ParameterNotFound":
+                raise
+
     def all_for(self, model: str) -> dict[str, AliasRecord]:
         """Every alias of a model, by alias name."""
         path = f"{self.prefix.rstrip('/')}/{model}"

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from dropship.aws import client
 
 if TYPE_CHECKING:
+    from mypy_boto3_application_autoscaling import ApplicationAutoScalingClient
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
@@ -16,6 +18,16 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker_runtime import SageMakerRuntimeClient
     from mypy_boto3_ssm import SSMClient
     from mypy_boto3_stepfunctions import SFNClient
+
+
+@cache
+def autoscaling() -> ApplicationAutoScalingClient:
+    return client("application-autoscaling")
+
+
+@cache
+def cloudwatch() -> CloudWatchClient:
+    return client("cloudwatch")
 
 
 @cache

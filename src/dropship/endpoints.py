@@ -32,10 +32,31 @@ def _not_found(exc: ClientError) -> bool:
     )
 
 
+VARIANT = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+def scaling_resource_id(endpoint_name: str, variant: str = VARIANT) -> str:
+    return f"endpoint/{endpoint_name}/variant/{variant}"
+
+
+def capture_uri(bucket: str, model: str) -> str:
+    """Where a model's data capture goes: the same prefix on every release of the model."""
+    return f"s3://{bucket}/capture/{model}/"
+
+
+def _explain(exc: ClientError) -> str:
+    return f"{error_code(exc)} {exc.response.get('Error', {}).get('Message', '')}".strip()
+
+
 class Endpoints:
-    def __init__(self, client: Any, stack_name: str = "dropship") -> None:
+    """``autoscaling``: an Application Auto Scaling client; given, a variant's scalable target is
+    deregistered before its endpoint is deleted (SageMaker refuses the delete otherwise)."""
+
+    def __init__(self, client: Any, stack_name: str = "dropship", autoscaling: Any = None) -> None:
         self.client = client
         self.stack_name = stack_name
+        self.autoscaling = autoscaling
 
     def tags(self, release: Release) -> list[dict[str, str]]:
         managed = {
@@ -67,9 +88,10 @@ class Endpoints:
             Tags=self.tags(release),
         )
 
-    def create_endpoint_config(self, release: Release) -> None:
+    def create_endpoint_config(self, release: Release, capture: dict[str, Any] | None = None) -> None:
+        """``capture``: the endpoint config's DataCaptureConfig (None: no capture)."""
         deployment = release.deployment
-        variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": release.resource_name}
+        variant: dict[str, Any] = {"VariantName": VARIANT, "ModelName": release.resource_name}
         if deployment.serverless is not None:
             variant["ServerlessConfig"] = {
                 "MemorySizeInMB": deployment.serverless.memory_size_mb,
@@ -79,11 +101,13 @@ class Endpoints:
             variant["InstanceType"] = deployment.instance_type
             variant["InitialInstanceCount"] = deployment.initial_instance_count
             variant["InitialVariantWeight"] = 1.0
+        extra = {"DataCaptureConfig": capture} if capture else {}
         self._create(
             self.client.create_endpoint_config,
             EndpointConfigName=release.resource_name,
             ProductionVariants=[variant],
             Tags=self.tags(release),
+            **extra,
         )
 
     def create_endpoint(self, release: Release) -> None:
@@ -94,11 +118,64 @@ class Endpoints:
             Tags=self.tags(release),
         )
 
-    def create_all(self, release: Release, execution_role_arn: str) -> None:
+    def create_all(self, release: Release, execution_role_arn: str, capture: dict[str, Any] | None = None) -> None:
         """The model, endpoint config and endpoint of a release, in that order (each idempotent)."""
         self.create_model(release, execution_role_arn)
-        self.create_endpoint_config(release)
+        self.create_endpoint_config(release, capture)
         self.create_endpoint(release)
+
+    def fleet(self, name: str) -> Fleet | None:
+        """What a running endpoint has now: its instance count and data capture (None if it is gone)."""
+        try:
+            endpoint = self.client.describe_endpoint(EndpointName=name)
+            config = self.client.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        except ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
+        variants = endpoint.get("ProductionVariants") or [{}]
+        capture = config.get("DataCaptureConfig") or None
+        return Fleet(
+            instance_count=int(variants[0].get("CurrentInstanceCount") or 0),
+            capture=capture if capture and capture.get("EnableCapture") else None,
+        )
+
+    def register_autoscaling(self, release: Release) -> None:
+        """A scalable target and a target-tracking policy on the release's variant (idempotent)."""
+        config = release.deployment.autoscaling
+        if config is None or self.autoscaling is None:
+            return
+        target = {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": scaling_resource_id(release.endpoint_name),
+            "ScalableDimension": SCALABLE_DIMENSION,
+        }
+        self.autoscaling.register_scalable_target(
+            **target, MinCapacity=config.min_instances, MaxCapacity=config.max_instances
+        )
+        self.autoscaling.put_scaling_policy(
+            PolicyName=f"{release.endpoint_name}-invocations-per-instance",
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": float(config.target_invocations_per_instance),
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"},
+                "ScaleInCooldown": config.scale_in_cooldown_s,
+                "ScaleOutCooldown": config.scale_out_cooldown_s,
+            },
+            **target,
+        )
+
+    def deregister_autoscaling(self, name: str) -> None:
+        """Remove the variant's scalable target (and with it its policies), if it has one."""
+        if self.autoscaling is None:
+            return
+        try:
+            self.autoscaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker", ResourceId=scaling_resource_id(name), ScalableDimension=SCALABLE_DIMENSION
+            )
+        except ClientError as exc:
+            if error_code(exc) not in ("ObjectNotFoundException", "ValidationException"):
+                raise
 
     def describe(self, name: str) -> EndpointView | None:
         """The endpoint's status (normalised), failure reason and creation time; None if it does not exist."""
@@ -127,6 +204,12 @@ class Endpoints:
             return Deletion(busy=view.status)
         deleted: list[str] = []
         failed: list[str] = []
+        try:
+            self.deregister_autoscaling(name)
+        except ClientError as exc:
+            failed.append(
+                f"autoscaling of {name}: {error_code(exc)} {exc.response.get('Error', {}).get('Message', '')}"
+            )
         for kind, describe, delete, param in (
             ("endpoint", self.client.describe_endpoint, self.client.delete_endpoint, "EndpointName"),
             (
@@ -143,10 +226,14 @@ class Endpoints:
                 deleted.append(kind)
             except ClientError as exc:
                 if not _not_found(exc):
-                    failed.append(
-                        f"{kind} {name}: {error_code(exc)} {exc.response.get('Error', {}).get('Message', '')}"
-                    )
+                    failed.append(f"{kind} {name}: {_explain(exc)}")
         return Deletion(deleted=deleted, failed=failed)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    instance_count: int
+    capture: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

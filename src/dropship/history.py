@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from dropship.aws import error_code
-from dropship.release import SmokeResult
+from dropship.release import SmokeResult, WatchFigures
 
 CLAIM_TTL_S = 30 * 24 * 3600
 _serializer = TypeSerializer()
@@ -66,6 +66,7 @@ class ReleaseRecord(BaseModel):
     error_message: str | None = None
     warnings: list[str] = Field(default_factory=list)
     smoke: list[SmokeResult] = Field(default_factory=list)
+    watch: WatchFigures | None = Field(None, description="What the watch saw of the live release.")
     released_at: str | None = None
     live_at: str | None = Field(None, description="When it last became live (released or rolled back to).")
     rolled_back_from: str | None = Field(None, description="The version a rollback made this release replace.")

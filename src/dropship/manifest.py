@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -98,6 +98,57 @@ class ServerlessConfig(_Strict):
         return self
 
 
+class WatchConfig(_Strict):
+    """How the release is watched once live; a tripped alarm or guard rolls the alias back (AlarmTriggered)."""
+
+    bake_s: int | None = Field(
+        None, ge=0, le=86_400, description="How long to watch after the alias moves; 0 turns the watch off."
+    )
+    alarms: list[str] = Field(
+        default_factory=list, max_length=10, description="CloudWatch alarms (by name) that roll the release back."
+    )
+    max_error_rate: float | None = Field(
+        None, gt=0, le=1, description="Guard: the share of invocations the model answers with a 5xx."
+    )
+    max_p99_latency_ms: int | None = Field(
+        None, gt=0, le=600_000, description="Guard: the model's p99 latency (SageMaker's ModelLatency)."
+    )
+
+    @model_validator(mode="after")
+    def _alarm_names(self) -> WatchConfig:
+        for name in self.alarms:
+            if not 1 <= len(name) <= 255 or any(ord(ch) < 32 for ch in name):
+                raise ValueError(f"alarm name {name!r} is not a CloudWatch alarm name")
+        return self
+
+
+class AutoscalingConfig(_Strict):
+    """Application Auto Scaling on the endpoint's variant: target tracking of invocations per instance."""
+
+    min_instances: int = Field(ge=1, le=100)
+    max_instances: int = Field(ge=1, le=100)
+    target_invocations_per_instance: int = Field(ge=1, le=1_000_000)
+    scale_in_cooldown_s: int = Field(300, ge=0, le=86_400)
+    scale_out_cooldown_s: int = Field(60, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_instances < self.min_instances:
+            raise ValueError("max_instances must be at least min_instances")
+        return self
+
+
+CaptureMode = Literal["input", "output"]
+CAPTURE_MODES: tuple[CaptureMode, ...] = ("input", "output")
+
+
+class DataCaptureManifest(_Strict):
+    """SageMaker data capture to s3://<ModelBucket>/capture/<model>/ (the same on every release of the model)."""
+
+    sampling_percent: int = Field(ge=0, le=100, description="0 turns capture off.")
+    capture: list[CaptureMode] = Field(default_factory=lambda: list(CAPTURE_MODES), min_length=1, max_length=2)
+
+
 class Manifest(_Strict):
     """``release.json``: how to release this version. Every field is optional; unknown fields are errors."""
 
@@ -122,12 +173,17 @@ class Manifest(_Strict):
     )
     retain: int = Field(1, ge=0, le=10, description="Previous releases that keep their endpoints.")
     smoke_test: list[SmokeSample] = Field(default_factory=list, max_length=20)
+    watch: WatchConfig | None = None
+    autoscaling: AutoscalingConfig | None = None
+    data_capture: DataCaptureManifest | None = None
     tags: dict[str, str] = Field(default_factory=dict, max_length=40)
 
     @model_validator(mode="after")
     def _check(self) -> Manifest:
         if self.serverless is not None and (self.instance_type is not None or self.initial_instance_count is not None):
             raise ValueError("serverless cannot be combined with instance_type or initial_instance_count")
+        if self.serverless is not None and (self.autoscaling is not None or self.data_capture is not None):
+            raise ValueError("serverless endpoints take neither autoscaling nor data_capture (SageMaker scales them)")
         for key, value in self.environment.items():
             if not _matches(ENV_KEY_PATTERN, key):
                 raise ValueError(f"environment variable name {key!r} is not valid")

@@ -32,6 +32,8 @@ class ReleaseEventDetail(BaseModel):
     duration_s: float | None = None
     error: ErrorDetail | None = None
     warnings: list[str] | None = None
+    rolled_back_from: str | None = None  # Release Rolled Back: the version the alias left
+    reason: str | None = None  # Release Rolled Back: why (a tripped watch, or by hand)
 
 
 class Notifier:

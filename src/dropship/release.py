@@ -6,12 +6,14 @@ later task. The outputs of later tasks are small models of their own, kept besid
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dropship.manifest import ServerlessConfig, SmokeSample
+from dropship.alias import AliasRecord
+from dropship.manifest import AutoscalingConfig, DataCaptureManifest, ServerlessConfig, SmokeSample
 from dropship.notify import ErrorDetail
 
 
@@ -34,9 +36,32 @@ class Deployment(_Data):
     image_uri: str
     instance_type: str | None = None
     initial_instance_count: int | None = None
+    # False when the count is the stack's default: the new fleet then starts at least as large as the live one.
+    instance_count_from_manifest: bool = False
     serverless: ServerlessConfig | None = None
     environment: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
+    autoscaling: AutoscalingConfig | None = None
+    # None: keep what the live release of the model captures (capture is never silently lost).
+    data_capture: DataCaptureManifest | None = None
+
+
+class WatchPlan(_Data):
+    """How long the live release is watched and what rolls it back, resolved from manifest and stack."""
+
+    bake_s: int = Field(ge=0)
+    alarms: list[str] = Field(default_factory=list)
+    max_error_rate: float | None = None
+    max_p99_latency_ms: int | None = None
+    period_s: int = Field(60, description="The guards' CloudWatch alarm period.")
+    check_s: int = Field(60, ge=1, description="How often the watch looks itself, should an alarm event be lost.")
+
+    @classmethod
+    def of(cls, bake_s: int, **fields: Any) -> WatchPlan:
+        """A plan whose checks come at most a minute apart and fit the bake a whole number of times, so the
+        last one ends it on time."""
+        checks = max(1, math.ceil(bake_s / 60))
+        return cls(bake_s=bake_s, check_s=max(1, math.ceil(bake_s / checks)), **fields)
 
 
 class Release(_Data):
@@ -59,6 +84,7 @@ class Release(_Data):
     deployment: Deployment
     retain: int
     smoke_test: list[SmokeSample]
+    watch: WatchPlan = Field(default_factory=lambda: WatchPlan(bake_s=0))
     default_smoke: bool = Field(False, description="smoke_test is the stack's default sample, not the manifest's.")
     poll_interval_s: int = Field(description="How often a release waiting for the model's lock tries again.")
     endpoint_check_s: int = Field(
@@ -106,6 +132,39 @@ class SmokeReport(_Data):
         return [result.warning for result in self.results if result.warning]
 
 
+class WatchFigures(_Data):
+    """What the watch saw of the new endpoint (recorded in the history, shown by the CLI)."""
+
+    until: str = Field(description="When the bake ends (UTC).")
+    invocations: int = 0
+    errors_5xx: int = 0
+    p99_latency_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors_5xx / self.invocations if self.invocations else None
+
+    def describe(self) -> str:
+        rate = f"{self.error_rate:.1%} 5xx" if self.error_rate is not None else "no 5xx share yet"
+        p99 = f"p99 {self.p99_latency_ms:.0f} ms" if self.p99_latency_ms is not None else "no latency yet"
+        return f"{self.invocations} invocations, {rate}, {p99}"
+
+
+class WatchOutcome(_Data):
+    """``$.watch``: how the watch ended when it did not roll the release back."""
+
+    watched_s: int = 0
+    figures: WatchFigures | None = None
+    ended_by_hand: str | None = Field(None, description="Set when `dropship rollback` ended the watch early.")
+
+
+class AliasUpdate(_Data):
+    """``$.alias``: the alias record Update Alias wrote, and the one it replaced (what a watch rolls back to)."""
+
+    record: AliasRecord
+    previous: AliasRecord | None = None
+
+
 class StateError(BaseModel):
     """``$.error`` as Step Functions' Catch writes it."""
 
@@ -123,6 +182,8 @@ class ExecutionState(BaseModel):
     release: Release | None = None
     error: StateError | None = None
     smoke: SmokeReport | None = None
+    alias: AliasUpdate | None = None
+    watch: WatchOutcome | None = None
     failure: ErrorDetail | None = None
     cleanup_error: StateError | None = None
     finish_error: StateError | None = None  # Finish Release failed: the reaper finishes the release

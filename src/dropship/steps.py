@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,9 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dropship.alias import DEFAULT_ALIAS, AliasRecord, AliasStore
-from dropship.endpoints import Endpoints
+from dropship.endpoints import Endpoints, Fleet, capture_uri
 from dropship.errors import (
     ERROR_CODES,
+    AlarmTriggeredError,
     AliasConflictError,
     DropshipError,
     InternalError,
@@ -28,9 +30,21 @@ from dropship.errors import (
 from dropship.history import ReleaseRecord, ReleaseTable, stamp
 from dropship.names import guess_model_version, parse_drop_key, resource_name
 from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
-from dropship.release import ExecutionState, LockResult, Release, SmokeReport, StateError, iso, utc_now
+from dropship.parts import Parts
+from dropship.release import (
+    AliasUpdate,
+    ExecutionState,
+    LockResult,
+    Release,
+    SmokeReport,
+    StateError,
+    WatchOutcome,
+    iso,
+    utc_now,
+)
 from dropship.smoke import run as run_smoke_test
 from dropship.waits import SETTLED, EndpointStatus, EndpointWait, EndpointWaits, endpoint_outcome
+from dropship.watch import Watches, alarm_message
 
 LOCK_LEASE_MARGIN_S = 1800
 MESSAGE_LIMIT = 4000
@@ -79,16 +93,50 @@ def acquire_lock(table: ReleaseTable, release: Release, now: datetime | None = N
 def create_endpoint(
     endpoints: Endpoints,
     waits: EndpointWaits,
+    aliases: AliasStore,
     release: Release,
     execution_role_arn: str,
     still_running: Callable[[], bool],
-) -> None:
-    """Create the release's model, endpoint config and endpoint. A create that lands after the execution
-    was stopped undoes itself, so a stopped release leaves nothing behind however the two interleave."""
-    endpoints.create_all(release, execution_role_arn)
+) -> Release:
+    """Create the release's model, endpoint config and endpoint, sized and capturing like the live fleet
+    (see ``plan_fleet``). A create that lands after the execution was stopped undoes itself, so a stopped
+    release leaves nothing behind however the two interleave. Returns the release as deployed."""
+    live = aliases.get(release.model, release.alias)
+    release, capture = plan_fleet(release, endpoints.fleet(live.endpoint_name) if live else None)
+    endpoints.create_all(release, execution_role_arn, capture)
     if not still_running():
         compensate_resources(endpoints, waits, release.resource_name, release.execution_arn)
         raise InternalError(f"the execution stopped while {release.resource_name} was created; it is removed")
+    return release
+
+
+def plan_fleet(release: Release, live: Fleet | None) -> tuple[Release, dict[str, Any] | None]:
+    """The new fleet never starts smaller than the live one (unless the manifest sets the count), stays
+    within its autoscaling bounds, and captures data as the manifest says, else as the live release does."""
+    deployment = release.deployment
+    count = deployment.initial_instance_count
+    if deployment.serverless is None and count is not None:
+        if live is not None and not deployment.instance_count_from_manifest:
+            count = max(count, live.instance_count)
+        if deployment.autoscaling is not None:
+            count = min(max(count, deployment.autoscaling.min_instances), deployment.autoscaling.max_instances)
+    planned = release.model_copy(update={"deployment": deployment.model_copy(update={"initial_instance_count": count})})
+    return planned, capture_config(release, live)
+
+
+def capture_config(release: Release, live: Fleet | None) -> dict[str, Any] | None:
+    wanted = release.deployment.data_capture
+    if wanted is None:
+        return live.capture if live is not None else None
+    if wanted.sampling_percent == 0:
+        return None
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": wanted.sampling_percent,
+        "DestinationS3Uri": capture_uri(release.bucket, release.model),
+        "CaptureOptions": [{"CaptureMode": mode.title()} for mode in wanted.capture],
+        "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]},
+    }
 
 
 def wait_for_endpoint(endpoints: Endpoints, waits: EndpointWaits, release: Release, task_token: str) -> None:
@@ -165,11 +213,14 @@ def smoke_test(runtime: Any, table: ReleaseTable, release: Release) -> SmokeRepo
     return report
 
 
-def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release) -> AliasRecord:
-    """Move the alias to this release. Writing the alias is the last thing done: nothing can fail after it."""
+def update_alias(table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, release: Release) -> AliasUpdate:
+    """Register the new variant's autoscaling, then move the alias to this release. Writing the alias is
+    the last thing done: nothing can fail after it. Returns it and the record it replaced."""
     if not table.advance_alias_watermark(release.model, release.alias, release.upload_order, release.version):
         ensure_not_superseded(table, release)  # raises with the details
         raise AliasConflictError(f"a later upload of {release.model} is already live on alias {release.alias!r}")
+    endpoints.register_autoscaling(release)
+    previous = aliases.get(release.model, release.alias)
     record = AliasRecord(
         model=release.model,
         version=release.version,
@@ -188,17 +239,58 @@ def update_alias(table: ReleaseTable, aliases: AliasStore, release: Release) -> 
     )
     table.enter_stage(release.model, release.started_at, release.execution_arn, "Live")
     aliases.put(release.alias, record)
-    return record
+    return AliasUpdate(record=record, previous=previous)
 
 
-def retire(
-    table: ReleaseTable, aliases: AliasStore, endpoints: Endpoints, waits: EndpointWaits, release: Release
-) -> list[str]:
+# -- the watch ---------------------------------------------------------------------------------------
+
+
+def watch_release(table: ReleaseTable, watches: Watches, release: Release, task_token: str) -> str:
+    """Register (or renew, every ``check_s``) the watch of the live release; end it when the bake is over,
+    or fail it with AlarmTriggered when a watched alarm is in ALARM."""
+    if release.watch.bake_s == 0:
+        watches.succeed(task_token, WatchOutcome())
+        return "not watched"
+    record = watches.start(release, task_token)
+    figures = watches.figures(record, release.watch)
+    table.put_release(release.model, release.started_at, release.execution_arn, watch=figures)
+    tripped = watches.tripped(record)
+    if tripped is not None:
+        watches.fail(task_token, AlarmTriggeredError(alarm_message(record, *tripped, figures)))
+        return f"tripped: {tripped[0]}"
+    if time.time() >= record.until:
+        watches.succeed(task_token, WatchOutcome(watched_s=release.watch.bake_s, figures=figures))
+        return "baked"
+    if record.started >= time.time() - release.watch.check_s:  # the first look
+        table.enter_stage(release.model, release.started_at, release.execution_arn, "Watching")
+    return f"watching until {figures.until}: {figures.describe()}"
+
+
+def on_alarm_state(watches: Watches, alarm_name: str, state: str, reason: str) -> list[str]:
+    """An alarm changed state (CloudWatch's event): a watch it concerns ends with AlarmTriggered."""
+    if state != "ALARM":
+        return []
+    failed = []
+    for record in watches.watching(alarm_name):
+        watches.fail(record.task_token, AlarmTriggeredError(alarm_message(record, alarm_name, reason, None)))
+        failed.append(record.execution_arn)
+    return failed
+
+
+def end_watch_by_hand(watches: Watches, model: str, alias: str, rolled_back_to: str) -> bool:
+    """``dropship rollback`` during a watch: the watch ends, and the release finishes without it."""
+    record = watches.get(model, alias)
+    if record is None:
+        return False
+    return watches.succeed(record.task_token, WatchOutcome(ended_by_hand=f"rolled back to version {rolled_back_to}"))
+
+
+def retire(parts: Parts, release: Release) -> list[str]:
     """Delete the endpoints of this alias's releases beyond ``retain``; never one any alias points at."""
-    in_use = {record.endpoint_name for record in aliases.all_for(release.model).values()}
+    in_use = {record.endpoint_name for record in parts.aliases.all_for(release.model).values()}
     live = [
         record
-        for record in table.records(release.model)
+        for record in parts.table.records(release.model)
         if record.endpoint_state == "active" and record.alias == release.alias and record.endpoint_name
     ]
     live.sort(key=ReleaseRecord.live_order, reverse=True)
@@ -210,11 +302,11 @@ def retire(
         if kept < release.retain:
             kept += 1
             continue
-        left = compensate_resources(endpoints, waits, name, record.execution_arn)
+        left = compensate_resources(parts.endpoints, parts.waits, name, record.execution_arn)
         if left:
             problems += left
             continue
-        table.put_release(release.model, record.started, record.execution_arn, endpoint_state="retired")
+        parts.table.put_release(release.model, record.started, record.execution_arn, endpoint_state="retired")
         retired.append(name)
     if problems:
         raise InternalError(f"could not retire every old release: {'; '.join(problems)}")
@@ -272,8 +364,9 @@ class ReleaseRef:
 
 
 def compensate_resources(endpoints: Endpoints, waits: EndpointWaits, name: str, execution_arn: str) -> list[str]:
-    """Delete the endpoint, config and model named ``name`` now, or doom them until SageMaker has finished
-    creating the endpoint (it refuses to delete one in progress). Returns what could not be done."""
+    """Delete the endpoint (its autoscaling first), config and model named ``name`` now, or doom them until
+    SageMaker has finished creating the endpoint (it refuses to delete one in progress). Returns what could
+    not be done."""
     deletion = endpoints.delete(name)
     if deletion.busy is not None:
         waits.record(EndpointWait(endpoint_name=name, kind="doomed", execution_arn=execution_arn))
@@ -282,18 +375,11 @@ def compensate_resources(endpoints: Endpoints, waits: EndpointWaits, name: str, 
     return deletion.failed
 
 
-def compensate(
-    table: ReleaseTable,
-    endpoints: Endpoints,
-    aliases: AliasStore,
-    waits: EndpointWaits,
-    ref: ReleaseRef,
-    started_at: datetime,
-) -> list[str]:
+def compensate(parts: Parts, ref: ReleaseRef, started_at: datetime) -> list[str]:
     """Undo exactly what one execution created and give back what it held; returns what is left behind.
 
-    Every step is tried even when another fails; an endpoint an alias already serves is never deleted. If a
-    step raised, the first error is raised at the end (the task is retried; every step is idempotent).
+    Every step is tried even when another fails; an endpoint an alias serves is never deleted. If a step
+    raised, the first error is raised at the end (the task is retried; every step is idempotent).
     """
     problems: list[str] = []
     errors: list[Exception] = []
@@ -305,43 +391,80 @@ def compensate(
             errors.append(exc)
 
     def resources() -> None:
-        current = aliases.get(ref.model, ref.alias)
+        current = parts.aliases.get(ref.model, ref.alias)
         if current is not None and current.execution_arn == ref.execution_arn:
-            problems.append(f"alias {ref.alias!r} already serves {ref.endpoint_name}, so it was kept")
+            problems.append(f"alias {ref.alias!r} still serves {ref.endpoint_name}, so it was kept")
             return
-        left = compensate_resources(endpoints, waits, ref.endpoint_name, ref.execution_arn)
+        left = compensate_resources(parts.endpoints, parts.waits, ref.endpoint_name, ref.execution_arn)
         problems.extend(left)
         if not left:  # deleted, or doomed: deleted as soon as SageMaker has finished creating it
-            table.put_release(ref.model, started_at, ref.execution_arn, endpoint_state="deleted")
+            parts.table.put_release(ref.model, started_at, ref.execution_arn, endpoint_state="deleted")
 
+    attempt(lambda: parts.watches.end(ref.model, ref.alias, ref.execution_arn, ref.endpoint_name))
     attempt(resources)
-    attempt(lambda: table.release_lock(ref.model, ref.execution_arn))
+    attempt(lambda: parts.table.release_lock(ref.model, ref.execution_arn))
     if ref.upload_order:
-        attempt(lambda: table.dequeue(ref.model, str(ref.upload_order), ref.execution_arn))
+        attempt(lambda: parts.table.dequeue(ref.model, str(ref.upload_order), ref.execution_arn))
     if errors:
         raise errors[0]
     return problems
 
 
-def clean_up(
-    table: ReleaseTable,
-    endpoints: Endpoints,
-    aliases: AliasStore,
-    waits: EndpointWaits,
-    notifier: Notifier,
-    state: ExecutionState,
-    execution_arn: str,
-    started_at: datetime,
-) -> ErrorDetail:
-    """After any failure: delete what this execution created, free the lock, record the failure and put
-    ``Release Failed``. Returns the failure the execution ends with."""
+def roll_back(parts: Parts, ref: ReleaseRef, started_at: datetime, previous: AliasRecord | None, reason: str) -> str:
+    """Move the alias from this release back to the one live before it (a tripped watch); returns what was
+    done. Nothing moves unless the alias still serves this release."""
+    current = parts.aliases.get(ref.model, ref.alias)
+    if current is None or current.execution_arn != ref.execution_arn:
+        return "the alias had already moved on"
+    now = stamp(utc_now())
+    if previous is None:
+        parts.aliases.delete(ref.model, ref.alias)
+        target = "none (no release was live before it; the alias was removed)"
+    else:
+        view = parts.endpoints.describe(previous.endpoint_name)
+        if view is None or view.status != "InService":
+            return f"the alias stayed: version {previous.version}'s endpoint is {view.status if view else 'gone'}"
+        parts.aliases.put(ref.alias, previous.model_copy(update={"released_at": iso(utc_now())}))
+        before = next((r for r in parts.table.records(ref.model) if r.execution_arn == previous.execution_arn), None)
+        if before is not None:
+            parts.table.put_release(ref.model, before.started, before.execution_arn, live_at=now,
+                                    rolled_back_from=current.version)  # fmt: skip
+        target = f"version {previous.version}"
+    parts.table.put_release(
+        ref.model, started_at, ref.execution_arn, rolled_back_at=now, rollback_reason=reason,
+        rolled_back_to=previous.version if previous else None,
+    )  # fmt: skip
+    restored = previous or current
+    parts.notifier.put(
+        "Release Rolled Back",
+        ReleaseEventDetail(
+            model=ref.model,
+            version=restored.version,
+            execution_arn=restored.execution_arn,
+            endpoint_name=previous.endpoint_name if previous else None,
+            alias=ref.alias,
+            rolled_back_from=current.version,
+            reason=reason,
+        ),
+    )
+    return f"the alias went back to {target}"
+
+
+def clean_up(parts: Parts, state: ExecutionState, execution_arn: str, started_at: datetime) -> ErrorDetail:
+    """After any failure: if the alias had moved (the watch tripped), move it back; delete what this
+    execution created; free the lock; record the failure and put ``Release Failed``. Returns the failure
+    the execution ends with."""
     failure = failure_of(state.error)
     release = state.release
     if release is not None:
-        problems = compensate(table, endpoints, aliases, waits, ReleaseRef.of(release), started_at)
-        if problems:
-            failure = failure.model_copy(update={"message": f"{failure.message} (clean-up: {'; '.join(problems)})"})
-    return finish_failed(table, notifier, state, execution_arn, started_at, failure)
+        ref = ReleaseRef.of(release)
+        notes = []
+        if state.alias is not None:
+            notes.append(roll_back(parts, ref, started_at, state.alias.previous, failure.message))
+        notes += compensate(parts, ref, started_at)
+        if notes:
+            failure = failure.model_copy(update={"message": f"{failure.message} (clean-up: {'; '.join(notes)})"})
+    return finish_failed(parts.table, parts.notifier, state, execution_arn, started_at, failure)
 
 
 # -- notifications and history ---------------------------------------------------------------------
@@ -400,31 +523,29 @@ def announce_started(table: ReleaseTable, notifier: Notifier, release: Release) 
     return detail
 
 
-def finish_release(
-    table: ReleaseTable,
-    aliases: AliasStore,
-    endpoints: Endpoints,
-    waits: EndpointWaits,
-    notifier: Notifier,
-    state: ExecutionState,
-    execution_arn: str,
-    started_at: datetime,
-) -> ReleaseEventDetail:
-    """After the alias moved: retire releases beyond ``retain``, free the lock, record the success and put
+def finish_release(parts: Parts, state: ExecutionState, execution_arn: str, started_at: datetime) -> ReleaseEventDetail:
+    """After the watch: end it, retire releases beyond ``retain``, free the lock, record the success and put
     ``Release Succeeded``. Retirement and lock failures do not fail a live release: they are its warnings."""
     release = state.release
     if release is None:
         raise InternalError("Finish Release needs the release")
     warnings = list(state.smoke.warnings) if state.smoke else []
-    try:
-        retire(table, aliases, endpoints, waits, release)
-    except Exception as exc:
-        warnings.append(f"retiring old releases failed, their endpoints still run: {_reason(exc)}")
-    try:
-        table.release_lock(release.model, execution_arn)
-    except Exception as exc:
-        warnings.append(f"freeing the model's lock failed (its lease expires on its own): {_reason(exc)}")
-    return announce_succeeded(table, notifier, state, execution_arn, started_at, warnings)
+    watch = state.watch or WatchOutcome()
+    if watch.ended_by_hand:
+        warnings.append(f"its watch was ended by hand: {watch.ended_by_hand}")
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("ending its watch failed", lambda: parts.watches.end(
+            release.model, release.alias, execution_arn, release.endpoint_name)),
+        ("retiring old releases failed, their endpoints still run", lambda: retire(parts, release)),
+        ("freeing the model's lock failed (its lease expires on its own)",
+         lambda: parts.table.release_lock(release.model, execution_arn)),
+    ]  # fmt: skip
+    for what, step in steps:
+        try:
+            step()
+        except Exception as exc:
+            warnings.append(f"{what}: {_reason(exc)}")
+    return announce_succeeded(parts.table, parts.notifier, state, execution_arn, started_at, warnings)
 
 
 def _reason(exc: Exception) -> str:
@@ -441,6 +562,7 @@ def announce_succeeded(
 ) -> ReleaseEventDetail:
     model, version = _identity(state)
     duration = _duration(started_at)
+    watched = state.watch.figures if state.watch else None
     table.put_release(
         model,
         started_at,
@@ -449,6 +571,7 @@ def announce_succeeded(
         finished_at=iso(utc_now()),
         duration_s=duration,
         warnings=warnings,
+        **({"watch": watched} if watched else {}),
         **_record_fields(state.release),
     )
     table.enter_stage(model, started_at, execution_arn, "Succeeded")
@@ -509,26 +632,22 @@ class ExecutionEnd(BaseModel):
         return datetime.fromtimestamp(self.start_date / 1000, UTC)
 
 
-def reap(
-    table: ReleaseTable,
-    endpoints: Endpoints,
-    aliases: AliasStore,
-    waits: EndpointWaits,
-    notifier: Notifier,
-    end: ExecutionEnd,
-    describe_input: Callable[[], str | None],
-) -> str:
+def reap(parts: Parts, end: ExecutionEnd, describe_input: Callable[[], str | None]) -> str:
     """Make sure an ended execution is accounted for: nothing it created is left unless an alias serves it,
     the lock is free, its history record is final and an event was put. Idempotent: the state machine's own
     paths have usually done all of it already, and then nothing is announced twice."""
     if end.status in ("RUNNING", "PENDING_REDRIVE"):
         return "still running"
+    table = parts.table
     key = _drop_key(end.input if end.input is not None else describe_input())
     model, version = guess_model_version(key)
     record = table.release(model, end.started_at, end.execution_arn) if model else None
     if end.status == "SUCCEEDED":
         if record is None or record.finished:
             return "succeeded: accounted for"
+        ref = _ref_of(key, end.execution_arn, record)
+        if ref is not None:
+            parts.watches.end(ref.model, ref.alias, ref.execution_arn, ref.endpoint_name)
         table.release_lock(model, end.execution_arn)
         finish_error = ExecutionState.model_validate_json(end.output or "{}").finish_error
         warnings = [f"the release went live but could not finish: {failure_of(finish_error).message}"]
@@ -539,13 +658,13 @@ def reap(
             warnings=record.warnings + warnings,
         ):  # fmt: skip
             return "succeeded: finished meanwhile"
-        notifier.put("Release Succeeded", ReleaseEventDetail(
+        parts.notifier.put("Release Succeeded", ReleaseEventDetail(
             model=model, version=record.version, execution_arn=end.execution_arn, endpoint_name=record.endpoint_name,
             alias=record.alias, duration_s=duration, warnings=record.warnings + warnings,
         ))  # fmt: skip
         return "succeeded: history finished by the reaper"
     ref = _ref_of(key, end.execution_arn, record)
-    problems = compensate(table, endpoints, aliases, waits, ref, end.started_at) if ref else []
+    problems = compensate(parts, ref, end.started_at) if ref else []
     if record is not None and record.finished:
         return "failed: accounted for"
     failure = _abnormal_failure(end, record)
@@ -565,7 +684,7 @@ def reap(
     ):
         return "failed: finished meanwhile"
     table.enter_stage(model, end.started_at, end.execution_arn, f"Failed: {failure.code}")
-    notifier.put(
+    parts.notifier.put(
         "Release Failed",
         ReleaseEventDetail(
             model=model,

@@ -22,9 +22,9 @@ from dropship.errors import (
     InvalidManifestError,
 )
 from dropship.history import ReleaseTable
-from dropship.manifest import Manifest, SmokeSample, parse_manifest
+from dropship.manifest import Manifest, SmokeSample, WatchConfig, parse_manifest
 from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, parse_drop_key, released_key, resource_name
-from dropship.release import Deployment, Release
+from dropship.release import Deployment, Release, WatchPlan
 
 # Keeps the execution state (which carries the manifest's samples) far below Step Functions' 256 KiB.
 MANIFEST_MAX_BYTES = 32 * 1024
@@ -45,6 +45,10 @@ class ReleaseDefaults(BaseModel):
     limits: ArtifactLimits
     poll_interval_s: int = Field(ge=1)
     endpoint_check_s: int = Field(ge=1)
+    bake_s: int = Field(0, ge=0)
+    max_error_rate: float | None = None
+    max_p99_latency_ms: int | None = None
+    watch_period_s: int = Field(60, ge=10)
     endpoint_timeout_s: int = Field(ge=1)
     lock_timeout_s: int = Field(ge=1)
 
@@ -121,6 +125,7 @@ def validate_release(
             deployment=deployment,
             retain=manifest.retain,
             smoke_test=manifest.smoke_test or [default_sample(defaults)],
+            watch=resolve_watch(manifest, defaults),
             default_smoke=not manifest.smoke_test,
             poll_interval_s=defaults.poll_interval_s,
             endpoint_check_s=defaults.endpoint_check_s,
@@ -133,6 +138,21 @@ def validate_release(
 def default_sample(defaults: ReleaseDefaults) -> SmokeSample:
     """One request with the stack's default body; any 2xx passes, a 4xx warns (see ``smoke.evaluate_default``)."""
     return SmokeSample(body=defaults.smoke_body, content_type=defaults.smoke_content_type, accept="*/*")
+
+
+def resolve_watch(manifest: Manifest, defaults: ReleaseDefaults) -> WatchPlan:
+    """The manifest's watch, its missing fields from the stack's defaults (a guard the manifest names wins)."""
+    watch = manifest.watch or WatchConfig()
+    bake_s = defaults.bake_s if watch.bake_s is None else watch.bake_s
+    return WatchPlan.of(
+        bake_s,
+        alarms=list(watch.alarms),
+        max_error_rate=watch.max_error_rate if watch.max_error_rate is not None else defaults.max_error_rate,
+        max_p99_latency_ms=(
+            watch.max_p99_latency_ms if watch.max_p99_latency_ms is not None else defaults.max_p99_latency_ms
+        ),
+        period_s=defaults.watch_period_s,
+    )
 
 
 def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deployment:
@@ -155,8 +175,11 @@ def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deploym
         image_uri=image,
         instance_type=manifest.instance_type or defaults.instance_type,
         initial_instance_count=manifest.initial_instance_count or defaults.instance_count,
+        instance_count_from_manifest=manifest.initial_instance_count is not None,
         environment=manifest.environment,
         tags=manifest.tags,
+        autoscaling=manifest.autoscaling,
+        data_capture=manifest.data_capture,
     )
 
 

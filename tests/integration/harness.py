@@ -15,6 +15,8 @@ from dropship.names import MANIFEST_NAME
 TEST_PARAMETERS = {
     "LockPollSeconds": "1",
     "EndpointCheckSeconds": "3",
+    "DefaultBakeSeconds": "0",
+    "WatchPeriodSeconds": "10",
     "EndpointTimeoutSeconds": "25",
     "LockTimeoutSeconds": "120",
     "MaxUncompressedBytes": str(8 * 1024 * 1024),

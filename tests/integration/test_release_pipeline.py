@@ -39,6 +39,7 @@ HAPPY_PATH = [
     "Wait For InService",
     "Smoke Test",
     "Update Alias",
+    "Watch",
     "Finish Release",
 ]
 
@@ -237,10 +238,13 @@ def test_two_releases_of_one_model_never_overlap(stack: Harness) -> None:
         stack.wait(stack.execution_for("models/race/2/model.tar.gz", second)),
     ]
 
-    # Then one waited for the other's lock: their create-to-alias sections do not overlap
-    (a_start, a_end), (b_start, b_end) = (_critical_section(stack, o.execution_arn) for o in outcomes)
-    assert a_end <= b_start or b_end <= a_start
-    assert any("Wait For Lock" in o.states for o in outcomes)
+    # Then one waited for the other's lock (or, uploaded earlier but late to ask, gave up as superseded):
+    # their create-to-finish sections never overlap
+    deployed = [o for o in outcomes if "Create Endpoint" in o.states]
+    if len(deployed) == 2:
+        (a_start, a_end), (b_start, b_end) = (_critical_section(stack, o.execution_arn) for o in deployed)
+        assert a_end <= b_start or b_end <= a_start
+    assert any("Wait For Lock" in o.states for o in outcomes) or len(deployed) == 1
 
     # And the alias ends on the newer upload, whatever order they ran in
     alias = stack.alias("race")

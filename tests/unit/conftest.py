@@ -15,7 +15,9 @@ from dropship.alias import AliasStore
 from dropship.endpoints import Endpoints
 from dropship.history import ReleaseTable
 from dropship.notify import Notifier
+from dropship.parts import Parts
 from dropship.waits import EndpointWaits
+from dropship.watch import Watches
 
 TABLE = "releases"
 BUS = "dropship-releases"
@@ -29,6 +31,8 @@ class Account:
     events: Any
     sqs: Any
     stepfunctions: Any
+    cloudwatch: Any
+    autoscaling: Any
     queue_url: str
 
     @property
@@ -37,7 +41,7 @@ class Account:
 
     @property
     def endpoints(self) -> Endpoints:
-        return Endpoints(self.sagemaker)
+        return Endpoints(self.sagemaker, autoscaling=self.autoscaling)
 
     @property
     def aliases(self) -> AliasStore:
@@ -50,6 +54,22 @@ class Account:
     @property
     def notifier(self) -> Notifier:
         return Notifier(self.events, BUS)
+
+    @property
+    def watches(self) -> Watches:
+        return Watches(self.dynamodb, TABLE, self.cloudwatch, self.stepfunctions)
+
+    def parts(self, **replaced: Any) -> Parts:
+        """The stack's parts on this account (some replaced, to inject failures)."""
+        built = {
+            "table": self.table,
+            "endpoints": self.endpoints,
+            "aliases": self.aliases,
+            "waits": self.waits,
+            "watches": self.watches,
+            "notifier": self.notifier,
+        }
+        return Parts(**{**built, **replaced})
 
     def events_put(self) -> list[dict[str, Any]]:
         """Every dropship event put on the bus so far (drained)."""
@@ -87,5 +107,7 @@ def account() -> Iterator[Account]:
             events=events,
             sqs=sqs,
             stepfunctions=boto3.client("stepfunctions", **region),
+            cloudwatch=boto3.client("cloudwatch", **region),
+            autoscaling=boto3.client("application-autoscaling", **region),
             queue_url=queue_url,
         )

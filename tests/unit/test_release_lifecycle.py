@@ -66,18 +66,18 @@ def test_the_lock_goes_to_the_earliest_upload_waiting_for_it(account: Account) -
 def test_the_alias_never_moves_back_nor_twice_for_one_upload(account: Account) -> None:
     table, aliases = account.table, account.aliases
     older, newer = numbered(1), numbered(2)
-    update_alias(table, aliases, newer)
+    update_alias(table, aliases, account.endpoints, newer)
     with pytest.raises(AliasConflictError, match="would move the alias back"):
-        update_alias(table, aliases, older)
+        update_alias(table, aliases, account.endpoints, older)
     # The watermark is strict: the same upload cannot make it live again either
     with pytest.raises(AliasConflictError):
-        update_alias(table, aliases, newer)
+        update_alias(table, aliases, account.endpoints, newer)
     alias = aliases.get("churn", "live")
     assert alias is not None and alias.version == "2"
 
 
 def test_an_older_upload_is_told_at_the_lock_that_a_later_one_is_live(account: Account) -> None:
-    update_alias(account.table, account.aliases, numbered(5))
+    update_alias(account.table, account.aliases, account.endpoints, numbered(5))
     with pytest.raises(AliasConflictError, match="version 5, uploaded after this one, is already live"):
         acquire_lock(account.table, numbered(4))
 
@@ -102,10 +102,7 @@ def test_clean_up_removes_this_release_frees_the_lock_and_announces(account: Acc
     assert acquire_lock(account.table, ours).acquired
     deployed(account, ours)
 
-    failure = clean_up(
-        account.table, account.endpoints, account.aliases, account.waits, account.notifier,
-        failed_state(ours), ours.execution_arn, ours.started_at,
-    )  # fmt: skip
+    failure = clean_up(account.parts(), failed_state(ours), ours.execution_arn, ours.started_at)
 
     assert (failure.code, failure.message) == ("EndpointFailed", "the container exited")
     assert account.sagemaker.list_endpoints()["Endpoints"] == []
@@ -126,11 +123,8 @@ def test_clean_up_never_deletes_what_the_alias_serves(account: Account) -> None:
         model="churn", version="1", endpoint_name=ours.endpoint_name, sha256=ours.sha256,
         released_at="2026-11-26T12:00:00Z", execution_arn=ours.execution_arn,
     ))  # fmt: skip
-    failure = clean_up(
-        account.table, account.endpoints, account.aliases, account.waits, account.notifier,
-        failed_state(ours), ours.execution_arn, ours.started_at,
-    )  # fmt: skip
-    assert "already serves churn-1-00000001, so it was kept" in failure.message
+    failure = clean_up(account.parts(), failed_state(ours), ours.execution_arn, ours.started_at)
+    assert "still serves churn-1-00000001, so it was kept" in failure.message
     assert [e["EndpointName"] for e in account.sagemaker.list_endpoints()["Endpoints"]] == ["churn-1-00000001"]
 
 
@@ -140,9 +134,7 @@ def test_a_failure_before_the_release_exists_is_still_recorded_and_announced(acc
          "detail": {"object": {"key": "models/churn/x y/model.tar.gz"}}}
     )  # fmt: skip
     arn = "arn:aws:states:us-east-1:123456789012:execution:dropship-Release:early"
-    failure = clean_up(
-        account.table, account.endpoints, account.aliases, account.waits, account.notifier, state, arn, T0
-    )
+    failure = clean_up(account.parts(), state, arn, T0)
     assert failure.code == "InvalidKey"
     assert account.events_put()[0]["detail"]["version"] == "x y"
 
@@ -184,10 +176,8 @@ def test_an_endpoint_still_creating_is_deleted_once_it_settles(account: Account,
 
     endpoints = account.endpoints
     monkeypatch.setattr(endpoints, "describe", describe)
-    failure = clean_up(
-        account.table, endpoints, account.aliases, account.waits, account.notifier,
-        failed_state(ours, "EndpointTimeoutError", "too slow"), ours.execution_arn, ours.started_at,
-    )  # fmt: skip
+    failed = failed_state(ours, "EndpointTimeoutError", "too slow")
+    failure = clean_up(account.parts(endpoints=endpoints), failed, ours.execution_arn, ours.started_at)
     assert failure.code == "EndpointTimeout"
     assert len(account.sagemaker.list_endpoints()["Endpoints"]) == 1  # refused by SageMaker while Creating
     # When SageMaker's state-change event says it settled
@@ -213,9 +203,7 @@ def test_retirement_and_lock_failures_are_warnings_of_a_live_release(account: Ac
     monkeypatch.setattr(table, "records", broken)
     monkeypatch.setattr(table, "release_lock", broken)
     state = ExecutionState.model_validate({"release": ours.model_dump(mode="json")})
-    detail = finish_release(
-        table, account.aliases, endpoints, account.waits, account.notifier, state, ours.execution_arn, ours.started_at
-    )
+    detail = finish_release(account.parts(table=table, endpoints=endpoints), state, ours.execution_arn, ours.started_at)
     assert detail.warnings == [
         "retiring old releases failed, their endpoints still run: RuntimeError: SageMaker said no",
         "freeing the model's lock failed (its lease expires on its own): RuntimeError: SageMaker said no",
@@ -243,7 +231,7 @@ def execution_end(ours: Release, status: str, **extra: Any) -> ExecutionEnd:
 
 
 def reaped(account: Account, end: ExecutionEnd) -> str:
-    return reap(account.table, account.endpoints, account.aliases, account.waits, account.notifier, end, lambda: None)
+    return reap(account.parts(), end, lambda: None)
 
 
 def test_a_stopped_release_is_compensated_finished_and_announced_once(account: Account) -> None:

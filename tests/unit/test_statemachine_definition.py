@@ -90,10 +90,11 @@ def test_every_task_is_bounded_and_retried_with_the_one_policy(asl: dict[str, An
         assert state["Retry"][0] == policy, f"{name} retries transient errors differently"
         if "TimeoutSecondsPath" not in state:
             assert 0 < state.get("TimeoutSeconds", 0) <= 900, f"{name} has no sensible TimeoutSeconds"
-    # The only other retry: the event-driven wait times out now and then to look at the endpoint itself
+    # The only other retry: the event-driven waits time out now and then to look for themselves
     waits = {name for name, state in found.items() if len(state["Retry"]) > 1}
-    assert waits == {"Wait For InService"}
-    assert found["Wait For InService"]["Retry"][1]["ErrorEquals"] == ["States.Timeout"]
+    assert waits == {"Wait For InService", "Watch"}
+    for name in waits:
+        assert found[name]["Retry"][1]["ErrorEquals"] == ["States.Timeout"]
 
 
 def test_every_failure_is_caught(asl: dict[str, Any]) -> None:

@@ -42,6 +42,8 @@ LOCAL_PARAMETER_DEFAULTS = {
     "DefaultImageUri": "123456789012.dkr.ecr.{region}.amazonaws.com/dropship-serve:local",
     "LockPollSeconds": "2",
     "EndpointCheckSeconds": "30",
+    "DefaultBakeSeconds": "0",
+    "WatchPeriodSeconds": "10",
 }
 
 _active_lock = threading.Lock()
