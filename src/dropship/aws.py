@@ -8,28 +8,38 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from dropship.errors import TransientAwsError
 
-# boto3 already retries these with backoff; what is left after that is retried by the state machine.
-_TRANSIENT_CODES = frozenset(
+# What botocore's standard retry mode (the mode CLIENT_CONFIG sets) retries, as listed in
+# botocore.retries.standard; a unit test keeps these equal to botocore's own lists. boto3 retries them
+# first; what still fails after that is retried by the state machine.
+THROTTLING_ERROR_CODES = frozenset(
     {
         "Throttling",
         "ThrottlingException",
         "ThrottledException",
-        "RequestLimitExceeded",
+        "RequestThrottledException",
         "TooManyRequestsException",
         "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
         "RequestThrottled",
         "SlowDown",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "InternalServerError",
-        "InternalError",
-        "RequestTimeout",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
     }
 )
+TRANSIENT_ERROR_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"})
+TRANSIENT_STATUS_CODES = frozenset({500, 502, 503, 504})
+THROTTLING_STATUS_CODES = frozenset({429})
+# Connection failures (refused, reset, DNS, TLS, proxy, connect timeout) and HTTP client failures (read
+# timeout, connection closed mid-response).
+TRANSIENT_EXCEPTIONS = (BotocoreConnectionError, HTTPClientError)
 
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="dropship/0.1")
 
@@ -44,11 +54,18 @@ def error_code(exc: ClientError) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError):
+    """Whether botocore's standard retry mode would retry this failure (throttling, 5xx, a dropped connection)."""
+    if isinstance(exc, TRANSIENT_EXCEPTIONS):
         return True
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error_code(exc) in _TRANSIENT_CODES or status >= 500
+        code = error_code(exc)
+        return (
+            code in THROTTLING_ERROR_CODES
+            or code in TRANSIENT_ERROR_CODES
+            or status in TRANSIENT_STATUS_CODES
+            or status in THROTTLING_STATUS_CODES
+        )
     return False
 
 

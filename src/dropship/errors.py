@@ -1,9 +1,9 @@
 """Typed failures of a release.
 
-Every contract error code (CONTRACT.md section 2) has exactly one exception class here. The class
-name ends in ``Error`` and is what Lambda reports as ``errorType``, so the state machine retries and
-catches by class name; ``code`` is what users see as the execution's ``Error`` and in
-``Release Failed`` events.
+Every contract error code (CONTRACT.md section 2) has exactly one exception class here, defined in the
+contract's order: ``ERROR_CODES`` is read from the classes. The class name ends in ``Error`` and is what
+Lambda reports as ``errorType``, so the state machine retries and catches by class name; ``code`` is what
+users see as the execution's ``Error`` and in ``Release Failed`` events.
 """
 
 from __future__ import annotations
@@ -56,10 +56,14 @@ class AliasConflictError(DropshipError):
 
 
 class AlarmTriggeredError(DropshipError):
+    """The watch after the alias moved saw an alarm or a guard trip, and put the alias back."""
+
     code = "AlarmTriggered"
 
 
 class AbortedError(DropshipError):
+    """The execution was stopped or timed out; a reaper compensates it."""
+
     code = "Aborted"
 
 
@@ -75,21 +79,8 @@ class TransientAwsError(Exception):
     """
 
 
-ERROR_CODES: tuple[str, ...] = (
-    "InvalidKey",
-    "InvalidManifest",
-    "InvalidArtifact",
-    "ArtifactTooLarge",
-    "UnsafeArtifact",
-    "ImageNotAllowed",
-    "EndpointFailed",
-    "EndpointTimeout",
-    "SmokeTestFailed",
-    "AliasConflict",
-    "AlarmTriggered",
-    "Aborted",
-    "InternalError",
-)
+# The contract's codes, in its order: one per subclass, in the order they are defined above.
+ERROR_CODES: tuple[str, ...] = tuple(cls.code for cls in DropshipError.__subclasses__())
 
 _BY_CLASS_NAME: dict[str, str] = {cls.__name__: cls.code for cls in DropshipError.__subclasses__()}
 

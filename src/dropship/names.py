@@ -19,7 +19,7 @@ NO_MANIFEST = "none"
 
 MODEL_PATTERN = r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$"
 MODEL_MAX_LENGTH = 32
-VERSION_PATTERN = r"^[A-Za-z0-9.\-]{1,20}$"
+VERSION_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,18}[A-Za-z0-9])?$"
 _MODEL_RE = re.compile(MODEL_PATTERN)
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _SAGEMAKER_NAME_MAX = 63
@@ -53,8 +53,8 @@ def check_model_name(model: str) -> str:
 def check_version(version: str) -> str:
     if not _VERSION_RE.fullmatch(version):
         raise InvalidKeyError(
-            f"version {version!r} is not allowed: use 1-20 letters, digits, '.' and '-' "
-            "(e.g. '3', '1.4.0', '2026-11-25')"
+            f"version {version!r} is not allowed: use 1-20 letters, digits, '.' and '-', starting and ending "
+            "with a letter or digit (e.g. '3', '1.4.0', '2026-11-25')"
         )
     return version
 

@@ -29,6 +29,8 @@ from dropship.release import Deployment, Release, WatchPlan
 # Keeps the execution state (which carries the manifest's samples) far below Step Functions' 256 KiB.
 MANIFEST_MAX_BYTES = 32 * 1024
 _SEQUENCER_WIDTH = 32
+# Where an image reference's registry, repository, tag and digest parts meet.
+_IMAGE_NAME_BOUNDARIES = "/:@"
 
 
 class ReleaseDefaults(BaseModel):
@@ -158,11 +160,12 @@ def resolve_watch(manifest: Manifest, defaults: ReleaseDefaults) -> WatchPlan:
 def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deployment:
     image = manifest.image_uri or defaults.image_uri
     if manifest.image_uri is not None and not any(
-        manifest.image_uri.startswith(prefix) for prefix in defaults.allowed_image_prefixes
+        image_matches_prefix(manifest.image_uri, prefix) for prefix in defaults.allowed_image_prefixes
     ):
         raise ImageNotAllowedError(
-            f"image_uri {manifest.image_uri!r} is not allowed: it must start with one of "
-            f"{list(defaults.allowed_image_prefixes)} (stack parameter AllowedImagePrefixes)"
+            f"image_uri {manifest.image_uri!r} is not allowed: it must be in a registry or repository named by "
+            f"one of {list(defaults.allowed_image_prefixes)} (stack parameter AllowedImagePrefixes; a prefix "
+            "not ending in '/', ':' or '@' must be followed by one of them in the image)"
         )
     if manifest.serverless is not None:
         return Deployment(
@@ -225,6 +228,18 @@ def _last_write_before(s3: Any, bucket: str, key: str, moment: datetime) -> str 
             ):
                 newest = (entry["LastModified"], version)
     return newest[1] if newest else None
+
+
+def image_matches_prefix(image: str, prefix: str) -> bool:
+    """Whether ``image`` is under ``prefix`` at a registry or repository boundary.
+
+    A plain ``startswith`` would let ``123.dkr.ecr.us-east-1.amazonaws.com`` admit
+    ``123.dkr.ecr.us-east-1.amazonaws.com.evil.io/x`` and ``repo`` admit ``repo-evil``.
+    """
+    if not prefix or not image.startswith(prefix):
+        return False
+    rest = image[len(prefix) :]
+    return prefix[-1] in _IMAGE_NAME_BOUNDARIES or rest == "" or rest[0] in _IMAGE_NAME_BOUNDARIES
 
 
 def _read_current_manifest(s3: Any, bucket: str, key: str) -> bytes | None:

@@ -1,14 +1,21 @@
-"""An emulated AWS account (moto, in process) with the stack's table, bus and alias parameters, for the
-domain logic's tests: real API semantics (conditions, pagination) without a network."""
+"""The unit tests' set-up.
+
+- Hypothesis: deterministic by default, no example database on disk; ``HYPOTHESIS_PROFILE=explore`` runs
+  the property tests with fresh random seeds and many more examples.
+- ``account``: an emulated AWS account (moto, in process) with the stack's table, bus and alias
+  parameters, for the domain logic's tests: real API semantics (conditions, pagination) without a network.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 from moto import mock_aws
 
 from dropship.alias import AliasStore
@@ -18,6 +25,12 @@ from dropship.notify import Notifier
 from dropship.parts import Parts
 from dropship.waits import EndpointWaits
 from dropship.watch import Watches
+
+settings.register_profile("default", derandomize=True, database=None, deadline=None)
+settings.register_profile(
+    "explore", max_examples=2000, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TABLE = "releases"
 BUS = "dropship-releases"

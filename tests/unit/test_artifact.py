@@ -354,16 +354,114 @@ def test_symlinks_pointing_outside_are_unsafe(name: str, target: str, message: s
         inspect(data)
 
 
-def test_symlink_escaping_through_another_symlink_is_unsafe() -> None:
-    # Given a/b -> .. (the root, fine alone) and a/b/c -> .. (a/b/.. looks like "a", but is the root's parent)
-    data = tarball(
-        directory("a"),
-        member("a/b", kind=tarfile.SYMTYPE, linkname=".."),
-        member("a/b/c", kind=tarfile.SYMTYPE, linkname=".."),
-    )
-    # When inspected, Then following both links leaves the root
-    with pytest.raises(UnsafeArtifactError, match=r"'a/b/c' -> '\.\.' leaves the model directory when followed"):
+def test_symlink_escaping_through_an_earlier_symlink_is_unsafe() -> None:
+    # Given a -> . (the root, fine alone) and b -> a/.. (a/.. looks like the root, but a is the root itself)
+    data = tarball(member("a", kind=tarfile.SYMTYPE, linkname="."), member("b", kind=tarfile.SYMTYPE, linkname="a/.."))
+    # When inspected, Then b is followed through a, as an extractor would right after writing it, and leaves
+    with pytest.raises(UnsafeArtifactError, match=r"'b' -> 'a/\.\.' escapes .*it leaves the model directory"):
         inspect(data)
+
+
+def test_symlink_escaping_through_a_later_symlink_is_unsafe() -> None:
+    # Given x -> y/.. (the root while y is a plain name) and then y -> . (so y/.. is the root's parent)
+    data = tarball(member("x", kind=tarfile.SYMTYPE, linkname="y/.."), member("y", kind=tarfile.SYMTYPE, linkname="."))
+    # When inspected, Then following x once everything is extracted leaves the root
+    with pytest.raises(UnsafeArtifactError, match=r"'x' -> 'y/\.\.' leaves the model directory when followed"):
+        inspect(data)
+
+
+def test_redefined_symlink_that_writes_outside_is_unsafe(tmp_path: Path) -> None:
+    # Given the archive from issue 8: d -> . makes d/e the root's e; e -> .. is then outside; d is redefined
+    # to a harmless d -> sub so the final links look fine; e/evil.txt is written through e
+    members = [
+        member("d", kind=tarfile.SYMTYPE, linkname="."),
+        member("d/e", kind=tarfile.SYMTYPE, linkname=".."),
+        member("d", kind=tarfile.SYMTYPE, linkname="sub"),
+        member("e/evil.txt", b"pwned"),
+    ]
+    data = tarball(*members)
+    # (extracted member by member without a filter, it does write outside the target)
+    target = tmp_path / "model"
+    target.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for info in tar.getmembers():
+            tar.extract(info, target, filter="fully_trusted")
+    assert (tmp_path / "evil.txt").read_bytes() == b"pwned"
+    # When inspected, Then it is refused at the member that goes through the earlier symlink
+    with pytest.raises(UnsafeArtifactError, match=r"member 'd/e' passes through 'd', a symlink earlier"):
+        inspect(data)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [member("d", kind=tarfile.SYMTYPE, linkname="."), directory("d/x")],
+        [member("d", kind=tarfile.SYMTYPE, linkname="sub"), directory("sub"), member("d/f", b"x")],
+        [
+            member("x", b"x"),
+            member("d", kind=tarfile.SYMTYPE, linkname="."),
+            member("d/f", kind=tarfile.LNKTYPE, linkname="x"),
+        ],
+        [directory("a"), member("a/d", kind=tarfile.SYMTYPE, linkname="."), member("a/d/d/f", b"x")],
+    ],
+    ids=["directory", "file", "hardlink", "nested"],
+)
+def test_members_written_through_an_earlier_symlink_are_unsafe(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+    with pytest.raises(UnsafeArtifactError, match=r"passes through '(a/)?d', a symlink earlier in the archive"):
+        inspect(tarball(*members))
+
+
+def test_member_inside_an_earlier_file_is_unsafe() -> None:
+    with pytest.raises(UnsafeArtifactError, match=r"member 'f/x' is inside 'f', a file earlier in the archive"):
+        inspect(tarball(member("f", b"x"), member("f/x", b"y")))
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([member("a", b"1"), member("a", b"2")], r"'a' redefines 'a', already a file"),
+        ([member("a", b"1"), member("./a", b"2")], r"'\./a' redefines 'a', already a file"),
+        ([member("code//a", b"1"), member("code/./a", b"2")], r"redefines 'code/a', already a file"),
+        ([directory("a"), directory("a/")], r"'a' redefines 'a', already a directory"),
+        ([directory("./"), directory(".")], r"'\.' redefines '\.', already a directory"),
+        ([member("a", kind=tarfile.SYMTYPE, linkname="b"), member("a", b"x")], r"already a symlink"),
+        ([member("a", b"x"), member("a", kind=tarfile.SYMTYPE, linkname="b")], r"already a file"),
+        ([directory("a"), member("a", b"x")], r"'a' redefines 'a', already a directory"),
+        ([member("a/b", b"x"), member("a", kind=tarfile.SYMTYPE, linkname=".")], r"already a directory \(implied"),
+        ([member("a", b"x"), member("a", kind=tarfile.LNKTYPE, linkname="a")], r"'a' redefines 'a', already a file"),
+    ],
+    ids=[
+        "file-file", "dot-slash", "empty-and-dot-parts", "dir-dir", "root-root", "symlink-file", "file-symlink",
+        "dir-file", "implied-dir-symlink", "file-hardlink",
+    ],
+)  # fmt: skip
+def test_a_name_defined_twice_is_unsafe(members: list[tuple[tarfile.TarInfo, bytes]], message: str) -> None:
+    # Given a second member at a path an earlier member defined, When inspected, Then it is refused naming both
+    with pytest.raises(UnsafeArtifactError, match=message):
+        inspect(tarball(*members))
+
+
+def test_a_directory_after_its_contents_is_fine() -> None:
+    # Given an archive listing a file before its directory (tools that add files first do this)
+    report = inspect(tarball(member("code/inference.py", INFERENCE_PY), directory("code"), directory("./")))
+    # Then it passes: the directory only gets its own entry
+    assert (report.member_count, report.files) == (3, 1)
+
+
+@pytest.mark.parametrize("name", ["model.joblib/", "code/model.joblib/.", "code\\model.joblib\\"])
+def test_a_non_directory_named_like_a_directory_is_unsafe(name: str) -> None:
+    # tarfile would write a file where GNU tar makes a directory, or fail on "a/."
+    with pytest.raises(UnsafeArtifactError, match=r"is not a directory but its name ends with '/' or '/\.'"):
+        inspect(tarball(member(name, b"x")))
+
+
+def test_the_directories_names_imply_are_capped_by_the_member_limit() -> None:
+    # Given two files whose names imply 5 directories, and a limit of 4 members
+    data = tarball(member("a/b/c/f", b"x"), member("d/e/f", b"y"))
+    # When inspected, Then the implied directories count against MaxArtifactMembers
+    with pytest.raises(ArtifactTooLargeError, match=r"imply more than 4 directories.*MaxArtifactMembers"):
+        inspect(data, ArtifactLimits(max_members=4))
+    assert inspect(data, ArtifactLimits(max_members=5)).files == 2
 
 
 def test_symlink_loop_is_unsafe() -> None:
@@ -382,6 +480,36 @@ def test_hardlinks_to_unsafe_targets_are_unsafe(target: str, message: str) -> No
     # When inspected, Then it is unsafe
     with pytest.raises(UnsafeArtifactError, match=f"hardlink 'copy' -> .*{message}"):
         inspect(data)
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [member("copy", kind=tarfile.LNKTYPE, linkname="model.joblib"), member("model.joblib", b"m")],
+        [member("copy", kind=tarfile.LNKTYPE, linkname="missing")],
+        [member("copy", kind=tarfile.LNKTYPE, linkname="copy")],
+        [directory("code"), member("copy", kind=tarfile.LNKTYPE, linkname="code")],
+        [member("m", b"m"), member("s", kind=tarfile.SYMTYPE, linkname="m"), member("copy", kind=tarfile.LNKTYPE,
+                                                                                    linkname="s")],
+        [member("a/m", b"m"), member("d", kind=tarfile.SYMTYPE, linkname="a"), member("copy", kind=tarfile.LNKTYPE,
+                                                                                      linkname="d/m")],
+    ],
+    ids=["later-file", "missing", "itself", "directory", "symlink", "through-symlink"],
+)  # fmt: skip
+def test_hardlinks_must_repeat_a_file_stored_before_them(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+    # An extractor falls back to copying the target member when it cannot link to it; a symlink copied to
+    # the hardlink's place would be resolved from a different directory.
+    with pytest.raises(UnsafeArtifactError, match="does not point at a file earlier in the archive"):
+        inspect(tarball(*members))
+
+
+def test_hardlink_to_an_earlier_hardlink_passes() -> None:
+    data = tarball(
+        member("./model.joblib", b"m"),
+        member("a", kind=tarfile.LNKTYPE, linkname="model.joblib"),
+        member("b", kind=tarfile.LNKTYPE, linkname="./a"),
+    )
+    assert (inspect(data).member_count, inspect(data).files) == (3, 1)
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,24 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+from botocore.retries import standard
 from botocore.stub import Stubber
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 
-from dropship.aws import transient_as_retryable
+from dropship import aws, errors
+from dropship.aws import is_transient, transient_as_retryable
 from dropship.endpoints import Deletion, Endpoints
 from dropship.errors import EndpointFailedError, EndpointTimeoutError, TransientAwsError
 from dropship.release import Deployment, Release
@@ -119,7 +132,12 @@ def client_error(code: str, status: int) -> ClientError:
         client_error("ProvisionedThroughputExceededException", 400),
         client_error("ServiceUnavailable", 503),
         client_error("Whatever", 500),
+        client_error("RequestTimeout", 400),
+        client_error("Whatever", 429),
         EndpointConnectionError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com"),
+        ConnectTimeoutError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com"),
+        ReadTimeoutError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com"),
+        ConnectionClosedError(endpoint_url="https://sagemaker.us-east-1.amazonaws.com"),
     ],
 )
 def test_transient_failures_become_retryable_by_name(error: Exception) -> None:
@@ -127,8 +145,87 @@ def test_transient_failures_become_retryable_by_name(error: Exception) -> None:
         raise error
 
 
-def test_other_failures_pass_through_unchanged() -> None:
-    refusal = client_error("AccessDeniedException", 400)
-    with pytest.raises(ClientError) as raised, transient_as_retryable():
-        raise refusal
-    assert raised.value is refusal
+@pytest.mark.parametrize(
+    "error",
+    [
+        client_error("AccessDeniedException", 400),
+        client_error("ValidationException", 400),
+        client_error("ResourceLimitExceeded", 400),
+        client_error("NotImplemented", 501),
+        NoCredentialsError(),
+        ParamValidationError(report="bad"),
+        ValueError("not an AWS failure"),
+    ],
+)
+def test_other_failures_pass_through_unchanged(error: Exception) -> None:
+    with pytest.raises(type(error)) as raised, transient_as_retryable():
+        raise error
+    assert raised.value is error
+
+
+# The transient list is botocore's own (standard retry mode, which aws.CLIENT_CONFIG sets) -------------
+
+
+def test_transient_codes_are_botocores_standard_retry_lists() -> None:
+    # botocore keeps these as class attributes of its standard-mode checkers; if it adds a code, so must we.
+    assert set(standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES) == aws.THROTTLING_ERROR_CODES
+    assert set(standard.TransientRetryableChecker._TRANSIENT_ERROR_CODES) == aws.TRANSIENT_ERROR_CODES
+    assert set(standard.TransientRetryableChecker._TRANSIENT_STATUS_CODES) == aws.TRANSIENT_STATUS_CODES
+    assert set(standard.ThrottlingStatusCodeChecker._THROTTLING_STATUS_CODES) == aws.THROTTLING_STATUS_CODES
+    assert set(aws.TRANSIENT_EXCEPTIONS) == set(standard.TransientRetryableChecker._TRANSIENT_EXCEPTION_CLS)
+    assert aws.CLIENT_CONFIG.retries == {"mode": "standard", "max_attempts": 5}
+
+
+# botocore's checkers that do not depend on an operation's modeled errors.
+BOTOCORE_GENERIC = standard.OrRetryChecker(
+    [standard.TransientRetryableChecker(), standard.ThrottledRetryableChecker(), standard.ThrottlingStatusCodeChecker()]
+)
+KNOWN_CODES = sorted(
+    standard.ThrottledRetryableChecker._THROTTLED_ERROR_CODES
+    + standard.TransientRetryableChecker._TRANSIENT_ERROR_CODES
+    + ["AccessDeniedException", "ValidationException", "ServiceUnavailable", "InternalFailure", "NoSuchKey"]
+)
+
+
+@given(
+    code=st.sampled_from(KNOWN_CODES) | st.text(max_size=30),
+    status=st.sampled_from([200, 400, 403, 404, 409, 429, 500, 501, 502, 503, 504, 509]) | st.integers(100, 599),
+)
+def test_a_service_error_is_transient_exactly_when_botocore_would_retry_it(code: str, status: int) -> None:
+    error = client_error(code, status)
+    context = standard.RetryContext(
+        attempt_number=1,
+        parsed_response=error.response,
+        http_response=AWSResponse("https://sagemaker.us-east-1.amazonaws.com/", status, {}, None),
+    )
+    assert is_transient(error) is BOTOCORE_GENERIC.is_retryable(context)
+
+
+# Error codes are the contract's, one per exception class ------------------------------------------------
+
+CONTRACT_CODES = (  # CONTRACT.md section 2, in its order
+    "InvalidKey",
+    "InvalidManifest",
+    "InvalidArtifact",
+    "ArtifactTooLarge",
+    "UnsafeArtifact",
+    "ImageNotAllowed",
+    "EndpointFailed",
+    "EndpointTimeout",
+    "SmokeTestFailed",
+    "AliasConflict",
+    "AlarmTriggered",
+    "Aborted",
+    "InternalError",
+)
+
+
+def test_error_codes_are_the_contracts_in_its_order_read_from_the_classes() -> None:
+    assert errors.ERROR_CODES == CONTRACT_CODES
+    classes = errors.DropshipError.__subclasses__()
+    assert tuple(cls.code for cls in classes) == CONTRACT_CODES
+    for cls in classes:
+        assert cls.__name__ in (cls.code + "Error", "InternalError")
+        assert errors.code_for(cls.__name__) == cls.code
+    assert errors.AbortedError.code == "Aborted"
+    assert errors.AlarmTriggeredError.code == "AlarmTriggered"

@@ -2,6 +2,9 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import event, given
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from dropship.errors import InvalidManifestError
 from dropship.manifest import Manifest, json_schema, parse_manifest
@@ -81,3 +84,84 @@ def test_a_manifest_round_trips_through_json() -> None:
     )
     assert Manifest.model_validate_json(manifest.model_dump_json()) == manifest
     assert json.loads(manifest.model_dump_json())["smoke_test"][1]["expect"] == {"status": 200}
+
+
+# Properties: the published schema never refuses a manifest dropship accepts ---------------------------
+
+
+def mostly(valid: st.SearchStrategy[object], invalid: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Valid values seven times in eight, so many generated manifests pass and get checked."""
+    return st.integers(0, 7).flatmap(lambda pick: invalid if pick == 0 else valid)
+
+
+text = st.text(alphabet="abcXYZ09_.:-/ =+@\n", max_size=12)
+json_scalar = st.none() | st.booleans() | st.integers(-5, 300) | text
+expectations = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": mostly(st.integers(100, 599), st.integers(0, 700)),
+        "contains": text,
+        "json_equals": json_scalar,
+        "json_schema": st.just({"type": "object"}),
+    },
+)
+samples = st.one_of(
+    st.fixed_dictionaries({"body": text}, optional={"expect": expectations}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "body": text,
+            "body_base64": mostly(st.sampled_from(["AAEC", "YQ==", ""]), st.just("***")),
+            "content_type": mostly(st.sampled_from(["application/json", "text/csv"]), st.just("")),
+            "accept": st.sampled_from(["*/*", "application/json"]),
+            "expect": expectations,
+            "max_latency_ms": mostly(st.integers(1, 60_000), st.integers(-1, 70_000)),
+        },
+    ),
+)
+serverless = st.fixed_dictionaries(
+    {},
+    optional={
+        "memory_size_mb": mostly(st.sampled_from([1024, 6144]), st.just(1000)),
+        "max_concurrency": mostly(st.integers(1, 200), st.integers(0, 201)),
+    },
+)
+common_fields = {
+    "environment": st.dictionaries(
+        mostly(st.sampled_from(["A", "LOG_LEVEL", "_x"]), st.sampled_from(["1BAD", "OK\n"])), text, max_size=3
+    ),
+    "image_uri": mostly(st.just("123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"), st.just("")),
+    "alias": mostly(st.sampled_from(["live", "canary-2"]), st.sampled_from(["Live", "-x", "a" * 33])),
+    "retain": mostly(st.integers(0, 10), st.integers(-1, 11)),
+    "smoke_test": st.lists(samples, max_size=3),
+    "tags": st.dictionaries(
+        mostly(st.sampled_from(["team", "cost center"]), st.sampled_from(["aws:x", "dropship:stack"])),
+        text,
+        max_size=3,
+    ),
+}
+instance_fields = {
+    "instance_type": mostly(st.sampled_from(["ml.m5.large", "ml.c5.xlarge"]), st.just("m5.large")),
+    "initial_instance_count": mostly(st.integers(1, 100), st.integers(-1, 101)),
+}
+manifests = st.one_of(
+    st.fixed_dictionaries({}, optional={**common_fields, **instance_fields}),
+    st.fixed_dictionaries({"serverless": serverless}, optional=common_fields),
+    st.fixed_dictionaries({"serverless": serverless}, optional={**common_fields, **instance_fields}),
+)
+
+
+@given(manifests)
+def test_what_dropship_accepts_the_published_schema_accepts_and_round_trips(raw: dict[str, object]) -> None:
+    # Given a manifest dropship accepts (any it refuses names a field: InvalidManifest)
+    try:
+        manifest = parse_manifest(json.dumps(raw).encode())
+    except InvalidManifestError as exc:
+        assert "release.json is invalid: " in str(exc)
+        event("refused")
+        return
+    event("accepted")
+    # Then an editor validating release.json against the published schema accepts it too
+    Draft202012Validator(json_schema()).validate(raw)
+    # And it survives the JSON trip through the state machine unchanged
+    assert Manifest.model_validate_json(manifest.model_dump_json()) == manifest
