@@ -203,7 +203,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         response_headers = {"content-type": result.content_type}
         if result.custom_attributes is not None:
             response_headers[CUSTOM_ATTRIBUTES_HEADER] = result.custom_attributes
-        return Response(result.body, headers=response_headers)
+        return Response(result.body, status_code=result.status, headers=response_headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -43,14 +43,22 @@ def unsatisfied(path: str) -> list[str]:
                 if req.url:
                     missing.append(line)
                 continue
-            try:
-                version = importlib.metadata.version(req.name)
-            except importlib.metadata.PackageNotFoundError:
-                missing.append(line)
-                continue
-            if not req.specifier.contains(version, prereleases=True):
+            versions = _installed_versions(req.name)
+            if not any(req.specifier.contains(version, prereleases=True) for version in versions):
                 missing.append(line)
     return missing
+
+
+SAME_PACKAGE = {"xgboost": ("xgboost-cpu",)}
+"""Distributions that install the same importable package: the image's `xgboost-cpu` is `import xgboost`."""
+
+
+def _installed_versions(name: str) -> list[str]:
+    versions = []
+    for distribution in (name, *SAME_PACKAGE.get(name.lower().replace("_", "-"), ())):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(importlib.metadata.version(distribution))
+    return versions
 
 
 def ensure_installed(path: str, install: bool) -> None:

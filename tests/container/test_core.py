@@ -144,17 +144,35 @@ def test_transform_fn_cannot_be_combined_with_the_other_hooks() -> None:
         _handler(transform_fn=lambda m, b, c, a: b, predict_fn=lambda d, m: d)
 
 
-def test_default_input_fn_decodes_json_csv_npy() -> None:
+def test_default_input_fn_decodes_json_csv_npy_libsvm_to_rows() -> None:
     rows = [[1.0, 2.0], [3.0, 4.0]]
-    assert defaults.input_fn(b'{"instances": [[1, 2], [3, 4]]}', "application/json").tolist() == rows
-    assert defaults.input_fn(b"[[1, 2], [3, 4]]", "application/json").tolist() == rows
-    assert defaults.input_fn(b"1,2\n3,4\n", "text/csv").tolist() == rows
-    npy = defaults.output_fn(np.array(rows), "application/x-npy")[0]
-    assert defaults.input_fn(npy, "application/x-npy").tolist() == rows
+    context = core.Context(model_dir="/m")
+    assert defaults.input_fn("[[1, 2], [3, 4]]", "application/json", context).tolist() == rows
+    assert defaults.input_fn("[1, 2]", "application/json", context).tolist() == [[1.0, 2.0]]  # one row
+    assert defaults.input_fn("1,2\n3,4\n", "text/csv", context).dtype == np.float32
+    assert np.isnan(defaults.input_fn("1,,3", "text/csv", context)[0, 1])  # an empty field is a missing value
+    npy = defaults.output_fn(np.array(rows), "application/x-npy", context)[0]
+    assert defaults.input_fn(npy, "application/x-npy", context).tolist() == rows
+    assert defaults.input_fn(b"1 1:0.5 3:2\n0 2:1", "text/libsvm", context).tolist() == [[0.5, 0, 2], [0, 1, 0]]
+    assert not context.answer_predictions
+    assert defaults.input_fn('{"instances": [[1, 2]]}', "application/json", context).tolist() == [[1.0, 2.0]]
+    assert context.answer_predictions  # so the default output_fn answers {"predictions": ...}
     with pytest.raises(UnsupportedContentTypeError):
-        defaults.input_fn(b"", "text/xml")
-    with pytest.raises(BadRequestError):
-        defaults.input_fn(b"a,b\n", "text/csv")
+        defaults.input_fn(b"", "text/xml", context)
+    for bad, content_type in [("a,b\n", "text/csv"), ("1,2\n3\n", "text/csv"), ("[]", "application/json")]:
+        with pytest.raises(BadRequestError):
+            defaults.input_fn(bad, content_type, context)
+
+
+def test_default_output_fn_encodes_as_sagemaker_inference_does() -> None:
+    from sagemaker_inference import encoder
+
+    context = core.Context(model_dir="/m")
+    for prediction in (np.array([0.5, 1.25], dtype=np.float32), np.array([[1, 2], [3, 4]]), [1, 2]):
+        for accept in ("application/json", "text/csv", "application/x-npy"):
+            expected = encoder.encode(prediction, accept)
+            expected = expected.encode() if isinstance(expected, str) else expected
+            assert defaults.output_fn(prediction, accept, context) == (expected, accept)
 
 
 def test_settings_name_the_variable_at_fault() -> None:
