@@ -7,6 +7,8 @@ Transformer sets on the context, and the body it returns.
 
 from __future__ import annotations
 
+import csv
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import requests
-from sagemaker_inference import content_types, decoder, encoder
+from sagemaker_inference import content_types, decoder, encoder, errors
 from sagemaker_inference.default_inference_handler import DefaultInferenceHandler
 from sagemaker_inference.transformer import Transformer
 
@@ -78,6 +80,43 @@ class ScikitLearnImageHandler(DefaultInferenceHandler):
     @staticmethod
     def default_output_fn(prediction: Any, accept: str) -> Any:
         return encoder.encode(prediction, accept), accept
+
+
+class XGBoostImageHandler(DefaultInferenceHandler):
+    """The defaults of SageMaker's XGBoost image (aws/sagemaker-xgboost-container, handler_service.py and
+    encoder.py), restated here because that package is not published: CSV (delimiter sniffed from the
+    first line, empty fields missing) and libsvm (dense, 1-based unless an index is 0; read here with
+    scikit-learn's svmlight reader, whose `zero_based="auto"` is that rule) become a DMatrix, which
+    `predict(..., validate_features=False)` scores; the prediction is encoded as the Accept says.
+    """
+
+    @staticmethod
+    def default_model_fn(model_dir: str) -> Any:
+        raise NotImplementedError("the XGBoost image has no default model_fn in script mode")
+
+    @staticmethod
+    def default_input_fn(input_data: Any, content_type: str) -> Any:
+        import xgboost
+        from sklearn.datasets import load_svmlight_file
+
+        text = input_data.decode() if isinstance(input_data, bytes) else input_data
+        if content_type == "text/csv":
+            delimiter = csv.Sniffer().sniff(text.split("\n")[0][:512]).delimiter
+            delimiter = "," if delimiter.isalnum() else delimiter
+            rows = [["nan" if field == "" else field for field in line.split(delimiter)] for line in text.split("\n")]
+            return xgboost.DMatrix(np.array(rows).astype(None))
+        if content_type in ("text/libsvm", "text/x-libsvm"):
+            features, _ = load_svmlight_file(io.BytesIO(text.strip().encode()), zero_based="auto")
+            return xgboost.DMatrix(features.toarray())
+        raise errors.UnsupportedFormatError(content_type)
+
+    @staticmethod
+    def default_predict_fn(input_data: Any, model: Any) -> Any:
+        return model.predict(input_data, validate_features=False)
+
+    @staticmethod
+    def default_output_fn(prediction: Any, accept: str) -> Any:
+        return encoder.encode(prediction, accept)
 
 
 class Toolkit:
