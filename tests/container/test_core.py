@@ -124,19 +124,52 @@ def test_output_fn_rejecting_an_accept_falls_through_to_the_next() -> None:
         handler.invoke(b"", {"accept": "application/json"})
 
 
-def test_toolkit_style_status_code_errors_keep_their_status() -> None:
-    class GenericInferenceToolkitError(Exception):
-        def __init__(self, status_code: int, message: str) -> None:
-            super().__init__(message)
-            self.status_code = status_code
+@pytest.mark.parametrize(("status", "code"), [(422, "ClientError"), (503, "ModelError")])
+def test_toolkit_errors_keep_their_status_and_message(status: int, code: str) -> None:
+    from sagemaker_inference.errors import GenericInferenceToolkitError
 
     def input_fn(body, content_type):
-        raise GenericInferenceToolkitError(422, "bad shape")
+        raise GenericInferenceToolkitError(status, "bad shape")
 
     handler = _handler(input_fn=input_fn, predict_fn=lambda d, m: d)
     with pytest.raises(core.InvocationError) as raised:
         handler.invoke(b"", {})
-    assert (raised.value.status, raised.value.message) == (422, "bad shape")
+    assert (raised.value.status, raised.value.code, raised.value.message) == (status, code, "bad shape")
+
+
+def test_json_and_csv_bodies_arrive_as_text_in_their_charset_others_as_bytes() -> None:
+    seen = []
+    handler = _handler(
+        input_fn=lambda body, content_type: seen.append(body), predict_fn=lambda d, m: d, output_fn=lambda p, a: b""
+    )
+    handler.invoke("é,1".encode("latin-1"), {"content-type": "text/csv; charset=latin-1"})
+    handler.invoke('{"a": "é"}'.encode(), {"content-type": "Application/JSON"})
+    handler.invoke(b"\xff", {"content-type": "application/octet-stream"})
+    handler.invoke(b"a b", {"content-type": "text/plain"})
+    assert seen == ["é,1", '{"a": "é"}', b"\xff", b"a b"]
+    with pytest.raises(BadRequestError, match="not valid utf-8"):
+        handler.invoke(b"[\xff]", {"content-type": "application/json"})
+    with pytest.raises(UnsupportedContentTypeError, match="charset"):
+        handler.invoke(b"1", {"content-type": "text/csv; charset=klingon"})
+
+
+def test_pre_model_fn_then_model_fn_then_model_warmup_fn(tmp_path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(
+        "calls = []\n"
+        "def pre_model_fn(model_dir):\n    calls.append(('pre_model_fn', model_dir))\n"
+        "def model_fn(model_dir, context):\n    calls.append(('model_fn', context.model_dir)); return 'model'\n"
+        "def model_warmup_fn(model_dir, model):\n    calls.append(('model_warmup_fn', model_dir, model))\n"
+        "def predict_fn(data, model):\n    return calls\n"
+    )
+    handler = Handler.load(Settings(model_dir=str(tmp_path), code_dirs=(str(tmp_path / "code"),)))
+    result = handler.invoke(b"[1]", {"content-type": "application/json"})
+    model_dir = str(tmp_path)
+    assert json.loads(result.body) == [
+        ["pre_model_fn", model_dir],
+        ["model_fn", model_dir],
+        ["model_warmup_fn", model_dir, "model"],
+    ]
 
 
 def test_transform_fn_cannot_be_combined_with_the_other_hooks() -> None:
