@@ -462,7 +462,7 @@ def as_output(result: Any, accept: str, hook: Hook) -> Output:
         content_type = headers.get("Content-Type") or getattr(result, "content_type", None) or accept
         return Output(_as_bytes(result.get_data(), hook), str(content_type), status)
     if isinstance(result, (dict, list)):
-        text = json.dumps(result, default=_tolist, sort_keys=True, separators=(",", ":")) + "\n"
+        text = json.dumps(result, default=json_default, sort_keys=True, separators=(",", ":")) + "\n"
         return Output(text.encode(), "application/json")
     return Output(_as_bytes(result, hook), accept)
 
@@ -478,7 +478,8 @@ def _as_bytes(body: Any, hook: Hook) -> bytes:
     )
 
 
-def _tolist(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """What sagemaker-inference's JSON encoder does with what json cannot encode: `.tolist()`, else fail."""
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

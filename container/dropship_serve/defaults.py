@@ -19,15 +19,13 @@ import contextlib
 import io
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dropship_serve import model_files
+from dropship_serve.core import Context, json_default
 from dropship_serve.errors import BadRequestError, UnsupportedAcceptError, UnsupportedContentTypeError
-
-if TYPE_CHECKING:
-    from dropship_serve.core import Context
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -89,7 +87,7 @@ def output_fn(prediction: Any, accept: str, context: Context) -> tuple[bytes, st
     """Encode as JSON, CSV (one row per line) or NPY."""
     if accept == JSON:
         payload = {"predictions": prediction} if context.answer_predictions else prediction
-        return json.dumps(payload, default=_json_default).encode(), JSON
+        return json.dumps(payload, default=json_default).encode(), JSON
     if accept == CSV:
         array = np.asarray(prediction)
         buffer = io.StringIO()
@@ -214,10 +212,3 @@ def _predict_booster(data: Any, booster: Any) -> Any:
     if matrix.num_col() > booster.num_features():
         raise BadRequestError(f"expected at most {booster.num_features()} features per row, got {matrix.num_col()}")
     return booster.predict(matrix, validate_features=False)
-
-
-def _json_default(value: Any) -> Any:
-    """What sagemaker-inference's JSON encoder does with what json cannot encode: `.tolist()`, else fail."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

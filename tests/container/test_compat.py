@@ -110,6 +110,29 @@ def test_worker_response_takes_the_deprecated_accept_argument() -> None:
     assert core.as_output(response, "text/csv", _hook()) == core.Output(b"[1]", "application/json", 200)
 
 
+def test_a_flask_response_is_sent_with_its_status() -> None:
+    response = flask.Response("created", status=201, mimetype="text/plain")
+    assert core.as_output(response, "text/csv", _hook()) == core.Output(b"created", "text/plain; charset=utf-8", 201)
+
+
+def test_env_and_transformer_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sagemaker_containers.beta.framework import env, transformer
+
+    monkeypatch.setenv("SM_MODEL_DIR", "/models/iris")
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "serve_it.py")
+    serving = env.ServingEnv()
+    assert (serving.model_dir, serving.module_name, serving.default_accept) == (
+        "/models/iris",
+        "serve_it",
+        "application/json",
+    )
+    np.testing.assert_array_equal(transformer.default_input_fn("1,2\n3,4", "text/csv"), [[1, 2], [3, 4]])
+    response = transformer.default_output_fn(np.array([1, 2]), "text/csv")
+    assert (response.get_data(), response.content_type) == (b"1\n2\n", "text/csv; charset=utf-8")
+    with pytest.raises(NotImplementedError):
+        transformer.default_model_fn("/models/iris")
+
+
 def _hook() -> core.Hook:
     return core.Hook("output_fn", lambda prediction, accept: None, 2, is_default=False)
 

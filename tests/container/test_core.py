@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import types
 
@@ -192,7 +193,14 @@ def test_default_input_fn_decodes_json_csv_npy_libsvm_to_rows() -> None:
     assert context.answer_predictions  # so the default output_fn answers {"predictions": ...}
     with pytest.raises(UnsupportedContentTypeError):
         defaults.input_fn(b"", "text/xml", context)
-    for bad, content_type in [("a,b\n", "text/csv"), ("1,2\n3\n", "text/csv"), ("[]", "application/json")]:
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for bad, content_type in [
+        ("a,b\n", "text/csv"),
+        ("1,2\n3\n", "text/csv"),
+        ("[]", "application/json"),
+        (pickled.getvalue(), "application/x-npy"),  # object arrays would be unpickled: refused
+    ]:
         with pytest.raises(BadRequestError):
             defaults.input_fn(bad, content_type, context)
 

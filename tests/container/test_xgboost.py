@@ -68,6 +68,7 @@ BOOSTER_FILES = [
     ("my-booster.model", "ubj"),
     ("xgboost-model.json", "json"),
     ("model.pkl", "pickle"),
+    ("abalone-booster-v3", "ubj"),  # any name, when it is the only file
 ]
 
 
@@ -272,6 +273,14 @@ def test_a_directory_without_a_model_file_names_what_it_holds(tmp_path: Path) ->
     (tmp_path / "data.csv").write_text("1,2")
     with pytest.raises(model_files.ModelFileError, match=r"no model file \(found data.csv, notes.txt\)"):
         model_files.find(str(tmp_path))
+
+
+def test_dotfiles_and_code_are_not_model_files(tmp_path: Path) -> None:
+    (tmp_path / ".DS_Store").write_bytes(b"\x00")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text("")
+    (tmp_path / "booster").write_bytes(b"{}")
+    assert model_files.find(str(tmp_path)) == str(tmp_path / "booster")
 
 
 def test_several_candidates_are_named(tmp_path: Path) -> None:
