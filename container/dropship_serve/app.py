@@ -178,6 +178,15 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         return error_response(ModelNotReadyError("every inference thread is stuck in a timed-out prediction"))
 
     async def execution_parameters(request: Request) -> Response:
+        handler = runtime.handler
+        if handler is not None and handler.execution_parameters_fn is not None:
+            try:
+                output = await asyncio.get_running_loop().run_in_executor(
+                    runtime.executor, handler.execution_parameters
+                )
+            except InvocationError as error:
+                return error_response(error)
+            return Response(output.body, status_code=output.status, headers={"content-type": output.content_type})
         body = {
             "MaxConcurrentTransforms": settings.workers * settings.inference_threads,
             "BatchStrategy": "MULTI_RECORD",

@@ -184,9 +184,11 @@ _ARITY = {
     "predict_fn": 2,
     "output_fn": 2,
     "transform_fn": 4,
+    "execution_parameters_fn": 0,
 }
-"""Each hook's arguments, before the optional context: those of sagemaker-inference's Transformer."""
-_OPTIONAL_HOOKS = ("pre_model_fn", "model_warmup_fn", "transform_fn")
+"""Each hook's arguments, before the optional context: those of sagemaker-inference's Transformer (and
+`execution_parameters_fn`, which the scikit-learn image's server calls for GET /execution-parameters)."""
+_OPTIONAL_HOOKS = ("pre_model_fn", "model_warmup_fn", "transform_fn", "execution_parameters_fn")
 
 
 def find_program(settings: Settings) -> str | None:
@@ -236,6 +238,7 @@ class Handler:
         self.predict_fn = hooks["predict_fn"]
         self.output_fn = hooks["output_fn"]
         self.transform_fn = hooks["transform_fn"]
+        self.execution_parameters_fn = hooks["execution_parameters_fn"]
         output = self.output_fn
         self._supported_accepts: tuple[str, ...] | None = None
         if self.transform_fn is None and output is not None and output.is_default:
@@ -345,6 +348,15 @@ class Handler:
                 f"the response body is {len(output.body)} bytes, over the {self.settings.max_payload_bytes} limit",
             )
         return Invocation(output.body, output.content_type, context.response_custom_attributes, output.status)
+
+    def execution_parameters(self) -> Output:
+        """The answer of the user's execution_parameters_fn to GET /execution-parameters (JSON by default)."""
+        hook = self.execution_parameters_fn
+        assert hook is not None
+        try:
+            return as_output(hook(context=Context(self.settings.model_dir)), "application/json", hook)
+        except Exception as exc:
+            raise self._model_error(exc, f"{_where(hook)} raised {type(exc).__name__}") from exc
 
     def _encode(self, prediction: Any, accepts: list[str], context: Context) -> Output:
         output_fn = self.output_fn

@@ -20,6 +20,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from sklearn.tree import DecisionTreeClassifier
 
 from tests.container.parity import Answer, http_answer
@@ -106,6 +107,12 @@ def test_worker_response_statuses_are_sent_as_flask_sends_them(
 def test_worker_response_success_is_sent_as_flask_sends_it(serve_sample: Callable[[str], ServeProcess]) -> None:
     answer = http_answer(serve_sample("autopilot_style"), CSV_ROWS, {"Content-Type": "text/csv", "Accept": "text/csv"})
     assert answer == flask_answer(b"0\n2\n", status=200, mimetype="text/csv")
+
+
+def test_execution_parameters_fn_answers_execution_parameters(serve_sample: Callable[[str], ServeProcess]) -> None:
+    response = requests.get(serve_sample("autopilot_style").url + "/execution-parameters", timeout=10)
+    assert (response.status_code, response.text) == (200, '{"MaxPayloadInMB":6}')
+    assert response.headers["content-type"] == "application/json"
 
 
 def test_scikit_bring_your_own_artifact_needs_no_code(

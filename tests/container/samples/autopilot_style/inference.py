@@ -41,3 +41,9 @@ def output_fn(prediction, accept_type):
             response=encoders.encode(prediction, accept_type), status=http_client.OK, mimetype=accept_type
         )
     return worker.Response(response=f"Accept type '{accept_type}' is not supported.", status=http_client.NOT_ACCEPTABLE)
+
+
+def execution_parameters_fn():
+    if os.getenv("AUTOML_TRANSFORM_MODE") == "feature-transform":
+        return worker.Response(response='{"MaxPayloadInMB":1}', status=http_client.OK, mimetype="application/json")
+    return worker.Response(response='{"MaxPayloadInMB":6}', status=http_client.OK, mimetype="application/json")
