@@ -220,6 +220,11 @@ def test_an_xgboost_requirement_is_met_by_xgboost_cpu(tmp_path: Path) -> None:
     assert requirements.unsatisfied(str(tmp_path / "requirements.txt")) == ["xgboost<1"]
 
 
+def test_the_framework_images_helper_packages_are_met_by_the_stand_ins(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("sagemaker-containers==2.8.6.post2\nsagemaker_xgboost_container\n")
+    assert requirements.unsatisfied(str(tmp_path / "requirements.txt")) == []
+
+
 def test_json_default_in_output_is_what_sagemaker_inference_gives() -> None:
     prediction = {"scores": np.array([0.25, 0.5], dtype=np.float32), "label": np.int64(1)}
     context = core.Context("/m")
