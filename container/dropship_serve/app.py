@@ -178,6 +178,15 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         return error_response(ModelNotReadyError("every inference thread is stuck in a timed-out prediction"))
 
     async def execution_parameters(request: Request) -> Response:
+        handler = runtime.handler
+        if handler is not None and handler.execution_parameters_fn is not None:
+            try:
+                output = await asyncio.get_running_loop().run_in_executor(
+                    runtime.executor, handler.execution_parameters
+                )
+            except InvocationError as error:
+                return error_response(error)
+            return Response(output.body, status_code=output.status, headers={"content-type": output.content_type})
         body = {
             "MaxConcurrentTransforms": settings.workers * settings.inference_threads,
             "BatchStrategy": "MULTI_RECORD",
@@ -203,7 +212,7 @@ def create_app(settings: Settings, shared: SharedState | None = None) -> Starlet
         response_headers = {"content-type": result.content_type}
         if result.custom_attributes is not None:
             response_headers[CUSTOM_ATTRIBUTES_HEADER] = result.custom_attributes
-        return Response(result.body, headers=response_headers)
+        return Response(result.body, status_code=result.status, headers=response_headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

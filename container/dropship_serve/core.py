@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
 import sys
 import time
@@ -29,6 +30,8 @@ from dropship_serve.logs import get_logger
 from dropship_serve.settings import Settings
 
 DEFAULT_CONTENT_TYPE = "application/json"
+TEXT_CONTENT_TYPES = ("application/json", "text/csv")
+"""Bodies of these types reach input_fn and transform_fn as `str`, as in SageMaker's containers (UTF8_TYPES)."""
 CUSTOM_ATTRIBUTES_HEADER = "x-amzn-sagemaker-custom-attributes"
 _UNSUPPORTED_FORMAT_NAMES = frozenset({"UnsupportedFormatError"})  # sagemaker-inference-toolkit's error
 
@@ -47,6 +50,8 @@ class Context:
     content_type: str | None = None
     accept: str | None = None
     response_custom_attributes: str | None = None
+    # Set by the default input_fn for a `{"instances": [...]}` body: the default output_fn answers in kind.
+    answer_predictions: bool = field(default=False, init=False, repr=False)
 
     @property
     def custom_attributes(self) -> str | None:
@@ -61,6 +66,7 @@ class Invocation:
     body: bytes
     content_type: str
     custom_attributes: str | None = None
+    status: int = 200
 
 
 # -- content negotiation ---------------------------------------------------------------------------------
@@ -69,6 +75,23 @@ class Invocation:
 def media_type(header: str | None) -> str:
     """`Application/JSON; charset=utf-8` -> `application/json`; empty for a missing header."""
     return (header or "").split(";", 1)[0].strip().lower()
+
+
+def decode_body(body: bytes, content_type: str, header: str | None) -> str | bytes:
+    """JSON and CSV bodies as text (in the header's charset, UTF-8 by default), any other as bytes."""
+    if content_type not in TEXT_CONTENT_TYPES:
+        return body
+    charset = "utf-8"
+    for param in (header or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    try:
+        return body.decode(charset)
+    except LookupError:
+        raise UnsupportedContentTypeError(f"charset {charset!r} of the Content-Type is unknown") from None
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(f"the {content_type} body is not valid {charset}: {exc}") from None
 
 
 def parse_accept(header: str | None) -> list[str]:
@@ -153,7 +176,19 @@ def _accepts_positional(fn: Callable[..., Any], count: int) -> bool:
     return positional >= count
 
 
-_ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4, "model_warmup_fn": 1}
+_ARITY = {
+    "pre_model_fn": 1,
+    "model_fn": 1,
+    "model_warmup_fn": 2,
+    "input_fn": 2,
+    "predict_fn": 2,
+    "output_fn": 2,
+    "transform_fn": 4,
+    "execution_parameters_fn": 0,
+}
+"""Each hook's arguments, before the optional context: those of sagemaker-inference's Transformer (and
+`execution_parameters_fn`, which the scikit-learn image's server calls for GET /execution-parameters)."""
+_OPTIONAL_HOOKS = ("pre_model_fn", "model_warmup_fn", "transform_fn", "execution_parameters_fn")
 
 
 def find_program(settings: Settings) -> str | None:
@@ -203,6 +238,7 @@ class Handler:
         self.predict_fn = hooks["predict_fn"]
         self.output_fn = hooks["output_fn"]
         self.transform_fn = hooks["transform_fn"]
+        self.execution_parameters_fn = hooks["execution_parameters_fn"]
         output = self.output_fn
         self._supported_accepts: tuple[str, ...] | None = None
         if self.transform_fn is None and output is not None and output.is_default:
@@ -217,7 +253,7 @@ class Handler:
 
         Raises ModelLoadError with a message that says what failed; the caller exits the process.
         """
-        from dropship_serve import defaults, requirements
+        from dropship_serve import compat, defaults, requirements
 
         log = get_logger()
         if not os.path.isdir(settings.model_dir):
@@ -228,25 +264,24 @@ class Handler:
         requirements_file = os.path.join(code_dir, "requirements.txt")
         if os.path.isfile(requirements_file):
             requirements.ensure_installed(requirements_file, settings.install_requirements)
+        compat.install()
         module = import_program(program) if program else None
         hooks = resolve_hooks(module, defaults)
         context = Context(model_dir=settings.model_dir)
         model_fn = hooks["model_fn"]
         assert model_fn is not None
-        try:
-            model = model_fn(settings.model_dir, context=context)
-        except Exception as exc:
-            raise ModelLoadError(f"{_where(model_fn)} failed: {type(exc).__name__}: {exc}") from exc
+        pre_model_fn = hooks["pre_model_fn"]
+        if pre_model_fn is not None:
+            _run_at_load(pre_model_fn, settings.model_dir, context=context)
+        model = _run_at_load(model_fn, settings.model_dir, context=context)
         warmup = hooks["model_warmup_fn"]
-        try:
-            if warmup is not None:
-                warmup(model, context=context)
-            elif hooks["predict_fn"] is not None and hooks["predict_fn"].is_default:
+        if warmup is not None:
+            _run_at_load(warmup, settings.model_dir, model, context=context)
+        elif hooks["predict_fn"] is not None and hooks["predict_fn"].is_default:
+            try:
                 defaults.warmup(model)
-        except Exception as exc:
-            if warmup is not None:
-                raise ModelLoadError(f"{_where(warmup)} failed: {type(exc).__name__}: {exc}") from exc
-            log.warning("default warm-up failed", exc_info=True, extra={"event": "warmup_skipped"})
+            except Exception:
+                log.warning("default warm-up failed", exc_info=True, extra={"event": "warmup_skipped"})
         handler = cls(settings, hooks, model, program)
         log.info(
             "model loaded",
@@ -285,31 +320,45 @@ class Handler:
         return candidates
 
     def invoke(self, body: bytes, headers: Mapping[str, str], accepts: list[str] | None = None) -> Invocation:
-        content_type = media_type(headers.get("content-type")) or DEFAULT_CONTENT_TYPE
+        content_type_header = headers.get("content-type")
+        content_type = media_type(content_type_header) or DEFAULT_CONTENT_TYPE
         if accepts is None:
             accepts = self.check_accept(headers.get("accept"))
         context = Context(self.settings.model_dir, headers, content_type, accepts[0])
+        payload = decode_body(body, content_type, content_type_header)
         try:
             if self.transform_fn is not None:
                 transform = self.transform_fn
-                result = self._call(transform, "transform", self.model, body, content_type, accepts[0], context=context)
-                out, out_type = _as_body(result, accepts[0], transform)
+                result = self._call(
+                    transform, "transform", self.model, payload, content_type, accepts[0], context=context
+                )
+                output = as_output(result, accepts[0], transform)
             else:
                 assert self.input_fn and self.predict_fn and self.output_fn
-                data = self._call(self.input_fn, "input", body, content_type, context=context)
+                data = self._call(self.input_fn, "input", payload, content_type, context=context)
                 prediction = self._call(self.predict_fn, "predict", data, self.model, context=context)
-                out, out_type = self._encode(prediction, accepts, context)
+                output = self._encode(prediction, accepts, context)
         except InvocationError:
             raise
         except Exception as exc:  # a hook returned something unusable
             raise self._model_error(exc, str(exc)) from exc
-        if len(out) > self.settings.max_payload_bytes:
+        if len(output.body) > self.settings.max_payload_bytes:
             raise self._model_error(
-                None, f"the response body is {len(out)} bytes, over the {self.settings.max_payload_bytes} limit"
+                None,
+                f"the response body is {len(output.body)} bytes, over the {self.settings.max_payload_bytes} limit",
             )
-        return Invocation(out, out_type, context.response_custom_attributes)
+        return Invocation(output.body, output.content_type, context.response_custom_attributes, output.status)
 
-    def _encode(self, prediction: Any, accepts: list[str], context: Context) -> tuple[bytes, str]:
+    def execution_parameters(self) -> Output:
+        """The answer of the user's execution_parameters_fn to GET /execution-parameters (JSON by default)."""
+        hook = self.execution_parameters_fn
+        assert hook is not None
+        try:
+            return as_output(hook(context=Context(self.settings.model_dir)), "application/json", hook)
+        except Exception as exc:
+            raise self._model_error(exc, f"{_where(hook)} raised {type(exc).__name__}") from exc
+
+    def _encode(self, prediction: Any, accepts: list[str], context: Context) -> Output:
         output_fn = self.output_fn
         assert output_fn is not None
         for accept in accepts:
@@ -320,7 +369,7 @@ class Handler:
                 if _is_unsupported_format(exc):
                     continue
                 raise self._map(exc, output_fn, "output") from exc
-            return _as_body(result, accept, output_fn)
+            return as_output(result, accept, output_fn)
         raise UnsupportedAcceptError(f"{_where(output_fn)} cannot produce any of: {', '.join(accepts)}")
 
     def _call(self, hook: Hook, phase: str, *args: Any, context: Context) -> Any:
@@ -333,10 +382,13 @@ class Handler:
         """Turn an exception from a hook into the error the client sees."""
         if isinstance(exc, InvocationError):
             return exc
-        status = getattr(exc, "status_code", None)  # sagemaker-inference-toolkit style errors
-        if isinstance(status, int) and 400 <= status < 500:
-            error = InvocationError(str(exc) or f"{_where(hook)} rejected the request")
-            error.status, error.code = status, "ClientError"
+        status = getattr(exc, "status_code", None)  # sagemaker-inference's BaseInferenceToolkitError and the like
+        if isinstance(status, int) and 400 <= status < 600:
+            message = str(getattr(exc, "message", None) or exc or f"{_where(hook)} failed")
+            if status >= 500:
+                self._log_failure(exc, f"{_where(hook)} raised {type(exc).__name__} with status {status}")
+            error = InvocationError(message)
+            error.status, error.code = status, "ClientError" if status < 500 else "ModelError"
             return error
         if _is_unsupported_format(exc):
             if phase == "output":
@@ -347,13 +399,24 @@ class Handler:
         return self._model_error(exc, f"{_where(hook)} raised {type(exc).__name__}")
 
     def _model_error(self, exc: Exception | None, message: str) -> ModelError:
+        error_id = self._log_failure(exc, message)
+        return ModelError(f"{message}; see the container log for error_id {error_id}", error_id)
+
+    def _log_failure(self, exc: Exception | None, message: str) -> str:
         error_id = uuid.uuid4().hex[:16]
         self._log.error(
             message,
             exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None,
             extra={"event": "invocation_failed", "error_id": error_id},
         )
-        return ModelError(f"{message}; see the container log for error_id {error_id}", error_id)
+        return error_id
+
+
+def _run_at_load(hook: Hook, *args: Any, context: Context) -> Any:
+    try:
+        return hook(*args, context=context)
+    except Exception as exc:
+        raise ModelLoadError(f"{_where(hook)} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def resolve_hooks(module: ModuleType | None, defaults: ModuleType) -> dict[str, Hook | None]:
@@ -369,7 +432,7 @@ def resolve_hooks(module: ModuleType | None, defaults: ModuleType) -> dict[str, 
         fn = user[name]
         if fn is not None:
             hooks[name] = Hook(name, fn, arity, is_default=False)
-        elif name in ("transform_fn", "model_warmup_fn") or (user["transform_fn"] and name != "model_fn"):
+        elif name in _OPTIONAL_HOOKS or (user["transform_fn"] and name != "model_fn"):
             hooks[name] = None
         else:
             hooks[name] = Hook(name, getattr(defaults, name), arity, is_default=True)
@@ -382,15 +445,56 @@ def _is_unsupported_format(exc: Exception) -> bool:
     )
 
 
-def _as_body(result: Any, accept: str, hook: Hook) -> tuple[bytes, str]:
-    content_type = accept
-    if isinstance(result, tuple) and len(result) == 2:
-        result, content_type = result
-    if isinstance(result, str):
-        result = result.encode()
-    if not isinstance(result, (bytes, bytearray, memoryview)) or not isinstance(content_type, str):
-        raise TypeError(f"{_where(hook)} must return bytes, str or (bytes, content_type), got {type(result)}")
-    return bytes(result), content_type
+@dataclass(frozen=True)
+class Output:
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
+def as_output(result: Any, accept: str, hook: Hook) -> Output:
+    """What output_fn or transform_fn returned, as the response SageMaker's containers would send.
+
+    - `bytes` or `str` (UTF-8): sent with the Accept type, as sagemaker-inference does;
+    - `(body, content_type)`: as sagemaker-inference and the framework images take it;
+    - a response object with `get_data()` and `status_code` (`worker.Response`, Flask's or werkzeug's):
+      its body, Content-Type and status, as the framework images' Flask server sends it;
+    - a `dict` or `list`: JSON, as that Flask server sends it (sorted keys, compact, a final newline).
+    """
+    if isinstance(result, tuple) and len(result) >= 2:
+        body, content_type = result[0], result[1]
+        if not isinstance(content_type, str):
+            raise TypeError(f"{_where(hook)} returned a content type of {type(content_type).__name__}, not str")
+        return Output(_as_bytes(body, hook), content_type)
+    if callable(getattr(result, "get_data", None)) and isinstance(getattr(result, "status_code", None), int):
+        status = result.status_code
+        if not 200 <= status < 600:
+            raise TypeError(f"{_where(hook)} returned a response with status {status}")
+        headers = getattr(result, "headers", None) or {}
+        content_type = headers.get("Content-Type") or getattr(result, "content_type", None) or accept
+        return Output(_as_bytes(result.get_data(), hook), str(content_type), status)
+    if isinstance(result, (dict, list)):
+        text = json.dumps(result, default=json_default, sort_keys=True, separators=(",", ":")) + "\n"
+        return Output(text.encode(), "application/json")
+    return Output(_as_bytes(result, hook), accept)
+
+
+def _as_bytes(body: Any, hook: Hook) -> bytes:
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    raise TypeError(
+        f"{_where(hook)} must return bytes, str, (body, content_type), a response object, a dict or a list; "
+        f"got {type(body).__name__}"
+    )
+
+
+def json_default(value: Any) -> Any:
+    """What sagemaker-inference's JSON encoder does with what json cannot encode: `.tolist()`, else fail."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _where(hook: Hook) -> str:

@@ -43,14 +43,33 @@ def unsatisfied(path: str) -> list[str]:
                 if req.url:
                     missing.append(line)
                 continue
-            try:
-                version = importlib.metadata.version(req.name)
-            except importlib.metadata.PackageNotFoundError:
-                missing.append(line)
+            if _canonical(req.name) in STAND_INS:
                 continue
-            if not req.specifier.contains(version, prereleases=True):
+            versions = _installed_versions(req.name)
+            if not any(req.specifier.contains(version, prereleases=True) for version in versions):
                 missing.append(line)
     return missing
+
+
+SAME_PACKAGE = {"xgboost": ("xgboost-cpu",)}
+"""Distributions that install the same importable package: the image's `xgboost-cpu` is `import xgboost`."""
+
+STAND_INS = frozenset({"sagemaker-containers", "sagemaker-xgboost-container"})
+"""Met by dropship's stand-ins (dropship_serve/compat), as the framework images have them preinstalled:
+sagemaker-xgboost-container is not published, and sagemaker-containers pins Flask 1.1.1 and builds a C
+extension."""
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _installed_versions(name: str) -> list[str]:
+    versions = []
+    for distribution in (name, *SAME_PACKAGE.get(_canonical(name), ())):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(importlib.metadata.version(distribution))
+    return versions
 
 
 def ensure_installed(path: str, install: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import types
 
@@ -124,19 +125,52 @@ def test_output_fn_rejecting_an_accept_falls_through_to_the_next() -> None:
         handler.invoke(b"", {"accept": "application/json"})
 
 
-def test_toolkit_style_status_code_errors_keep_their_status() -> None:
-    class GenericInferenceToolkitError(Exception):
-        def __init__(self, status_code: int, message: str) -> None:
-            super().__init__(message)
-            self.status_code = status_code
+@pytest.mark.parametrize(("status", "code"), [(422, "ClientError"), (503, "ModelError")])
+def test_toolkit_errors_keep_their_status_and_message(status: int, code: str) -> None:
+    from sagemaker_inference.errors import GenericInferenceToolkitError
 
     def input_fn(body, content_type):
-        raise GenericInferenceToolkitError(422, "bad shape")
+        raise GenericInferenceToolkitError(status, "bad shape")
 
     handler = _handler(input_fn=input_fn, predict_fn=lambda d, m: d)
     with pytest.raises(core.InvocationError) as raised:
         handler.invoke(b"", {})
-    assert (raised.value.status, raised.value.message) == (422, "bad shape")
+    assert (raised.value.status, raised.value.code, raised.value.message) == (status, code, "bad shape")
+
+
+def test_json_and_csv_bodies_arrive_as_text_in_their_charset_others_as_bytes() -> None:
+    seen = []
+    handler = _handler(
+        input_fn=lambda body, content_type: seen.append(body), predict_fn=lambda d, m: d, output_fn=lambda p, a: b""
+    )
+    handler.invoke("é,1".encode("latin-1"), {"content-type": "text/csv; charset=latin-1"})
+    handler.invoke('{"a": "é"}'.encode(), {"content-type": "Application/JSON"})
+    handler.invoke(b"\xff", {"content-type": "application/octet-stream"})
+    handler.invoke(b"a b", {"content-type": "text/plain"})
+    assert seen == ["é,1", '{"a": "é"}', b"\xff", b"a b"]
+    with pytest.raises(BadRequestError, match="not valid utf-8"):
+        handler.invoke(b"[\xff]", {"content-type": "application/json"})
+    with pytest.raises(UnsupportedContentTypeError, match="charset"):
+        handler.invoke(b"1", {"content-type": "text/csv; charset=klingon"})
+
+
+def test_pre_model_fn_then_model_fn_then_model_warmup_fn(tmp_path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(
+        "calls = []\n"
+        "def pre_model_fn(model_dir):\n    calls.append(('pre_model_fn', model_dir))\n"
+        "def model_fn(model_dir, context):\n    calls.append(('model_fn', context.model_dir)); return 'model'\n"
+        "def model_warmup_fn(model_dir, model):\n    calls.append(('model_warmup_fn', model_dir, model))\n"
+        "def predict_fn(data, model):\n    return calls\n"
+    )
+    handler = Handler.load(Settings(model_dir=str(tmp_path), code_dirs=(str(tmp_path / "code"),)))
+    result = handler.invoke(b"[1]", {"content-type": "application/json"})
+    model_dir = str(tmp_path)
+    assert json.loads(result.body) == [
+        ["pre_model_fn", model_dir],
+        ["model_fn", model_dir],
+        ["model_warmup_fn", model_dir, "model"],
+    ]
 
 
 def test_transform_fn_cannot_be_combined_with_the_other_hooks() -> None:
@@ -144,17 +178,42 @@ def test_transform_fn_cannot_be_combined_with_the_other_hooks() -> None:
         _handler(transform_fn=lambda m, b, c, a: b, predict_fn=lambda d, m: d)
 
 
-def test_default_input_fn_decodes_json_csv_npy() -> None:
+def test_default_input_fn_decodes_json_csv_npy_libsvm_to_rows() -> None:
     rows = [[1.0, 2.0], [3.0, 4.0]]
-    assert defaults.input_fn(b'{"instances": [[1, 2], [3, 4]]}', "application/json").tolist() == rows
-    assert defaults.input_fn(b"[[1, 2], [3, 4]]", "application/json").tolist() == rows
-    assert defaults.input_fn(b"1,2\n3,4\n", "text/csv").tolist() == rows
-    npy = defaults.output_fn(np.array(rows), "application/x-npy")[0]
-    assert defaults.input_fn(npy, "application/x-npy").tolist() == rows
+    context = core.Context(model_dir="/m")
+    assert defaults.input_fn("[[1, 2], [3, 4]]", "application/json", context).tolist() == rows
+    assert defaults.input_fn("[1, 2]", "application/json", context).tolist() == [[1.0, 2.0]]  # one row
+    assert defaults.input_fn("1,2\n3,4\n", "text/csv", context).dtype == np.float32
+    assert np.isnan(defaults.input_fn("1,,3", "text/csv", context)[0, 1])  # an empty field is a missing value
+    npy = defaults.output_fn(np.array(rows), "application/x-npy", context)[0]
+    assert defaults.input_fn(npy, "application/x-npy", context).tolist() == rows
+    assert defaults.input_fn(b"1 1:0.5 3:2\n0 2:1", "text/libsvm", context).tolist() == [[0.5, 0, 2], [0, 1, 0]]
+    assert not context.answer_predictions
+    assert defaults.input_fn('{"instances": [[1, 2]]}', "application/json", context).tolist() == [[1.0, 2.0]]
+    assert context.answer_predictions  # so the default output_fn answers {"predictions": ...}
     with pytest.raises(UnsupportedContentTypeError):
-        defaults.input_fn(b"", "text/xml")
-    with pytest.raises(BadRequestError):
-        defaults.input_fn(b"a,b\n", "text/csv")
+        defaults.input_fn(b"", "text/xml", context)
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for bad, content_type in [
+        ("a,b\n", "text/csv"),
+        ("1,2\n3\n", "text/csv"),
+        ("[]", "application/json"),
+        (pickled.getvalue(), "application/x-npy"),  # object arrays would be unpickled: refused
+    ]:
+        with pytest.raises(BadRequestError):
+            defaults.input_fn(bad, content_type, context)
+
+
+def test_default_output_fn_encodes_as_sagemaker_inference_does() -> None:
+    from sagemaker_inference import encoder
+
+    context = core.Context(model_dir="/m")
+    for prediction in (np.array([0.5, 1.25], dtype=np.float32), np.array([[1, 2], [3, 4]]), [1, 2]):
+        for accept in ("application/json", "text/csv", "application/x-npy"):
+            expected = encoder.encode(prediction, accept)
+            expected = expected.encode() if isinstance(expected, str) else expected
+            assert defaults.output_fn(prediction, accept, context) == (expected, accept)
 
 
 def test_settings_name_the_variable_at_fault() -> None:

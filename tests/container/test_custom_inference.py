@@ -151,4 +151,4 @@ def test_program_name_from_sagemaker_program(
     server = start_serve(model_dir, {"SAGEMAKER_PROGRAM": "handlers.py"})
     server.wait_healthy()
     response = requests.post(server.url + "/invocations", json=[[1, 2, 3, 4]], timeout=10)
-    assert response.json() == {"predictions": [42]}
+    assert response.json() == [42]

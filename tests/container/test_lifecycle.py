@@ -72,7 +72,7 @@ def test_no_model_file_and_no_model_fn_fails_clearly(make_model_dir: MakeModelDi
     server = start_serve(make_model_dir(model=False, files={"notes.txt": "no model here"}))
     assert server.wait_exit(timeout=60) != 0
     failure = _events(server, "model_load_failed")[-1]
-    assert "no single model file" in failure["message"] and "notes.txt" in failure["message"]
+    assert "none of the formats" in failure["message"] and "notes.txt" in failure["message"]
     assert server.process.returncode == 3
 
 

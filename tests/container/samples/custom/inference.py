@@ -23,7 +23,7 @@ def model_fn(model_dir, context):
         return {"scale": float(f.read()), "warmed": False, "model_dir_seen": model_dir == context.model_dir}
 
 
-def model_warmup_fn(model):
+def model_warmup_fn(model_dir, model):  # sagemaker-inference's signature
     model["warmed"] = True
 
 

@@ -1,0 +1,1 @@
+"""Training only (downloads and installs a training module): importable, holds nothing."""

@@ -1,0 +1,1 @@
+"""Training only (distributed training with Rabit): importable so a training-and-serving script loads; holds nothing."""
