@@ -192,10 +192,10 @@ def test_outputs_are_the_contracts(template: dict[str, Any]) -> None:
 
 
 def test_the_cli_names_real_states_and_outputs(template: dict[str, Any], asl: dict[str, Any]) -> None:
-    from dropship.cli.release import DUPLICATE_STATE
+    from dropship.cli.release import DUPLICATE_STATE, WATCH_STATE
     from dropship.cli.stack import OUTPUT_NAMES
 
-    assert DUPLICATE_STATE in asl["States"]
+    assert DUPLICATE_STATE in asl["States"] and WATCH_STATE in asl["States"]
     assert set(OUTPUT_NAMES) == set(template["Outputs"])
 
 
