@@ -557,18 +557,19 @@ class LambdaRuntime:
                 worker.stop()
 
     def stop(self) -> None:
-        """Stop every worker, idle or busy (a busy invocation then ends as ``Runtime.ExitError``)."""
+        """Kill every worker, idle or busy (a busy invocation then ends as ``Runtime.ExitError``).
+
+        As Lambda ends execution environments: nothing is lost (their logs are unbuffered), and an
+        interpreter shutting down politely takes a second per worker.
+        """
         self._wake.set()
         with self._slots:
             self._stopped = True
             self._slots.notify_all()
         with self._lock:
-            idle = [w for pool in self._idle.values() for w in pool]
-            busy = list(self._busy)
+            workers = [w for pool in self._idle.values() for w in pool] + list(self._busy)
             self._idle.clear()
-        for worker in idle:
-            worker.stop()
-        for worker in busy:
+        for worker in workers:
             worker.kill()
 
     def worker_count(self, function_name: str | None = None) -> int:
