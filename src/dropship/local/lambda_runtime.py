@@ -13,14 +13,16 @@ signal: killed", worded as Lambda words it.
 Concurrency is bounded as Lambda bounds it, so memory is too (``settings.LocalSettings``): at most
 ``DROPSHIP_LOCAL_LAMBDA_CONCURRENCY`` (default 32) invocations run at once in the account, and at most
 the function's reserved concurrency (``PutFunctionConcurrency``), else
-``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 10), per function. Warm workers never outnumber
+``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 16), per function. Warm workers never outnumber
 the account limit (an idle one of another function is stopped to make room). An invocation over a limit
-waits up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS`` (default 5) for a slot, then is throttled as
-Lambda throttles it: HTTP 429 ``TooManyRequestsException``, which Step Functions reports as
-``Lambda.TooManyRequestsException``. (AWS's account limit, 1,000, is far above what a laptop runs; the
-short wait keeps the local limits from failing releases AWS would run.) Asynchronous invocations
-(``Event``: EventBridge targets) wait for a slot as long as it takes, as Lambda's event queue does;
-function errors are not retried (Lambda retries them twice over minutes).
+waits for a slot, up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS`` (default 60), then is throttled
+as Lambda throttles it: HTTP 429 ``TooManyRequestsException``, which Step Functions reports as
+``Lambda.TooManyRequestsException``. The wait is local: AWS's account limit (1,000) is far above what a
+laptop runs, so throttling at once would fail releases that AWS would run (a hundred releases polling
+their endpoints ask more of two cores than they give, and the state machine retries a throttle only for
+about half a minute). Asynchronous invocations (``Event``: EventBridge targets) wait for a slot as long
+as it takes, as Lambda's event queue does; function errors are not retried (Lambda retries them twice
+over minutes).
 """
 
 from __future__ import annotations
