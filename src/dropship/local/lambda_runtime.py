@@ -89,6 +89,14 @@ class Limits:
         return cls(settings.lambda_concurrency, settings.lambda_function_concurrency, settings.lambda_throttle_wait_s)
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """An invocation waiting for a concurrency slot."""
+
+    function: str
+    limit: int
+
+
 class Throttled(Exception):
     """No concurrency slot became free in time; ``reason`` is Lambda's ``Reason``."""
 
@@ -252,6 +260,7 @@ class LambdaRuntime:
         self._idle: dict[str, list[_Worker]] = {}
         self._busy: set[_Worker] = set()
         self._running: Counter[str] = Counter()  # invocations holding a concurrency slot, per function
+        self._waiting: list[_Ticket] = []  # invocations waiting for one, in order of arrival
         self._slots = threading.Condition()
         self._lock = threading.Lock()
         self._stopped = False
@@ -333,25 +342,48 @@ class LambdaRuntime:
         return min(self.limits.function, self.limits.account)
 
     def _acquire(self, fn: Any, wait_s: float | None) -> None:
-        """Take a concurrency slot for ``fn``, waiting up to ``wait_s`` (forever if None); else ``Throttled``."""
-        limit = self.function_limit(fn)
+        """Take a concurrency slot for ``fn``, waiting up to ``wait_s`` (forever if None); else ``Throttled``.
+
+        Waiters are served in order of arrival, skipping those whose own function is at its limit.
+        """
+        ticket = _Ticket(fn.function_name, self.function_limit(fn))
         deadline = None if wait_s is None else time.monotonic() + wait_s
         with self._slots:
-            while True:
-                if self._stopped:
-                    raise RuntimeError("local Lambda runtime is stopped")
-                if self._running[fn.function_name] >= limit:
-                    reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
-                elif self._running.total() >= self.limits.account:
-                    reason = "ConcurrentInvocationLimitExceeded"
-                else:
-                    self._running[fn.function_name] += 1
-                    return
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    log.warning("%s: throttled (%s)", fn.function_name, reason)
-                    raise Throttled(reason)
-                self._slots.wait(remaining)
+            self._waiting.append(ticket)
+            try:
+                while True:
+                    if self._stopped:
+                        raise RuntimeError("local Lambda runtime is stopped")
+                    reason = self._refusal(ticket)
+                    if reason is None:
+                        self._running[ticket.function] += 1
+                        return
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        log.warning("%s: throttled (%s)", fn.function_name, reason)
+                        raise Throttled(reason)
+                    self._slots.wait(remaining)
+            finally:
+                self._waiting.remove(ticket)
+                self._slots.notify_all()
+
+    def _refusal(self, ticket: _Ticket) -> str | None:
+        """Why ``ticket`` may not run yet (Lambda's throttling ``Reason``), or None: hand out the free slots
+        to the waiters in order, each while its function is under its limit."""
+        free = self.limits.account - self._running.total()
+        room: dict[str, int] = {}
+        for waiter in self._waiting:
+            left = room.setdefault(waiter.function, waiter.limit - self._running[waiter.function])
+            if free > 0 and left > 0:
+                if waiter is ticket:
+                    return None
+                free -= 1
+                room[waiter.function] = left - 1
+            elif waiter is ticket:
+                break
+        if room.get(ticket.function, 0) <= 0:
+            return "ReservedFunctionConcurrentInvocationLimitExceeded"
+        return "ConcurrentInvocationLimitExceeded"
 
     def _release(self, function_name: str) -> None:
         with self._slots:
@@ -362,6 +394,11 @@ class LambdaRuntime:
         """Invocations holding a slot now (of one function, or all)."""
         with self._slots:
             return self._running[function_name] if function_name else self._running.total()
+
+    def waiting(self) -> int:
+        """Invocations waiting for a slot now."""
+        with self._slots:
+            return len(self._waiting)
 
     # -- invocation ---------------------------------------------------------------------------------
     def _config(self, fn: Any) -> _WorkerConfig:
