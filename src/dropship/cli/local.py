@@ -300,8 +300,8 @@ def _report_dead_stack() -> bool:
 def clean_up_after_a_dead_stack() -> None:
     """Stop what a stack that died left and remove its working files, saying so in one line."""
     recorded = read_recorded()
-    found = stop_leftovers(_records_dir())
     size = tree_size(paths.run_dir())
+    found = stop_leftovers(_records_dir())
     shutil.rmtree(paths.run_dir(), ignore_errors=True)
     pid_file().unlink(missing_ok=True)
     if recorded is None and not found and not size:
