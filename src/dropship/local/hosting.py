@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tarfile
 import threading
@@ -376,7 +377,7 @@ class EndpointHost:
                 on_exit=lambda code: self._exited(backend, endpoint, record, server, code),
                 cwd=server.base_dir,
                 env=server.env,
-                stdin=open(os.devnull, "rb"),  # noqa: SIM115 - Popen duplicates it
+                stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
             )

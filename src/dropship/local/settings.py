@@ -30,9 +30,10 @@ class LocalSettings:
     lambda_idle_s: float = 300.0
     # Lambda invocations running at once in the account, and per function without reserved concurrency.
     lambda_concurrency: int = 32
-    lambda_function_concurrency: int = 10
-    # How long an invocation over a limit waits for a slot before it is throttled (HTTP 429).
-    lambda_throttle_wait_s: float = 5.0
+    lambda_function_concurrency: int = 16
+    # How long an invocation over a limit waits for a slot before it is throttled (HTTP 429). Long: the
+    # limits stand in for memory, not for AWS's (1,000 at once), and a release must not fail on them.
+    lambda_throttle_wait_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
