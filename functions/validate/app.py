@@ -31,6 +31,7 @@ class Env(settings.Settings):
     default_max_error_rate: float = 0.0
     default_max_p99_latency_ms: int = 0
     watch_period_seconds: int = 60
+    allow_package_sources: bool = False
 
     def defaults(self) -> ReleaseDefaults:
         return ReleaseDefaults(
@@ -53,6 +54,7 @@ class Env(settings.Settings):
             max_error_rate=self.default_max_error_rate or None,  # 0 (the parameter's "off") is no guard
             max_p99_latency_ms=self.default_max_p99_latency_ms or None,
             watch_period_s=self.watch_period_seconds,
+            allow_package_sources=self.allow_package_sources,
         )
 
 

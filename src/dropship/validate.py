@@ -22,7 +22,7 @@ from dropship.errors import (
     InvalidManifestError,
 )
 from dropship.history import ReleaseTable
-from dropship.manifest import Manifest, SmokeSample, WatchConfig, parse_manifest
+from dropship.manifest import ALLOW_PACKAGE_SOURCES_ENV, Manifest, SmokeSample, WatchConfig, parse_manifest
 from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, parse_drop_key, released_key, resource_name
 from dropship.release import Deployment, Release, WatchPlan
 
@@ -51,6 +51,7 @@ class ReleaseDefaults(BaseModel):
     max_error_rate: float | None = None
     max_p99_latency_ms: int | None = None
     watch_period_s: int = Field(60, ge=10)
+    allow_package_sources: bool = False
     endpoint_timeout_s: int = Field(ge=1)
     lock_timeout_s: int = Field(ge=1)
 
@@ -158,6 +159,10 @@ def resolve_watch(manifest: Manifest, defaults: ReleaseDefaults) -> WatchPlan:
 
 
 def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deployment:
+    """What SageMaker is asked to create. The stack's own variables join the manifest's environment."""
+    environment = dict(manifest.environment)
+    if defaults.allow_package_sources:
+        environment[ALLOW_PACKAGE_SOURCES_ENV] = "true"
     image = manifest.image_uri or defaults.image_uri
     if manifest.image_uri is not None and not any(
         image_matches_prefix(manifest.image_uri, prefix) for prefix in defaults.allowed_image_prefixes
@@ -171,7 +176,7 @@ def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deploym
         return Deployment(
             image_uri=image,
             serverless=manifest.serverless,
-            environment=manifest.environment,
+            environment=environment,
             tags=manifest.tags,
         )
     return Deployment(
@@ -179,7 +184,7 @@ def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deploym
         instance_type=manifest.instance_type or defaults.instance_type,
         initial_instance_count=manifest.initial_instance_count or defaults.instance_count,
         instance_count_from_manifest=manifest.initial_instance_count is not None,
-        environment=manifest.environment,
+        environment=environment,
         tags=manifest.tags,
         autoscaling=manifest.autoscaling,
         data_capture=manifest.data_capture,
