@@ -23,6 +23,8 @@ class Env(settings.Settings):
 
 
 class WaitRequest(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     release: Release
     task_token: str
 
@@ -30,7 +32,7 @@ class WaitRequest(BaseModel):
 class EndpointChange(BaseModel):
     """``detail`` of SageMaker's ``SageMaker Endpoint State Change`` event (the fields dropship reads)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True)
 
     endpoint_name: str = Field(alias="EndpointName")
     status: str = Field(alias="EndpointStatus")

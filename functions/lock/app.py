@@ -5,7 +5,7 @@
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from dropship import clients, settings, steps
 from dropship.history import ReleaseTable
@@ -18,6 +18,8 @@ class Env(settings.Settings):
 
 
 class LockInput(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     release: Release
 
 

@@ -23,6 +23,8 @@ class Env(settings.Settings):
 
 
 class WatchRequest(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     release: Release
     task_token: str
 
@@ -30,7 +32,7 @@ class WatchRequest(BaseModel):
 class AlarmChange(BaseModel):
     """``detail`` of CloudWatch's ``CloudWatch Alarm State Change`` event (the fields dropship reads)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True)
 
     alarm_name: str = Field(alias="alarmName")
     state: dict[str, Any]

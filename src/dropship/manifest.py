@@ -36,7 +36,7 @@ SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class Expectation(_Strict):
@@ -156,6 +156,7 @@ class Manifest(_Strict):
     """``release.json``: how to release this version. Every field is optional; unknown fields are errors."""
 
     model_config = ConfigDict(
+        defer_build=True,
         extra="forbid",
         frozen=True,
         title="dropship release manifest",

@@ -617,7 +617,7 @@ def finish_failed(
 class ExecutionEnd(BaseModel):
     """``detail`` of a ``Step Functions Execution Status Change`` event."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True)
 
     execution_arn: str = Field(alias="executionArn")
     status: Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +20,7 @@ from dropship.errors import (
     InvalidArtifactError,
     InvalidManifestError,
 )
+from dropship.events import S3ObjectCreated
 from dropship.history import ReleaseTable
 from dropship.manifest import ALLOW_PACKAGE_SOURCES_ENV, Manifest, SmokeSample, WatchConfig, parse_manifest
 from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, parse_drop_key, released_key, resource_name
@@ -36,7 +36,7 @@ _IMAGE_NAME_BOUNDARIES = "/:@"
 class ReleaseDefaults(BaseModel):
     """What the stack decides when the manifest does not."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     image_uri: str
     allowed_image_prefixes: tuple[str, ...]
@@ -57,7 +57,9 @@ class ReleaseDefaults(BaseModel):
 
 
 class ValidateInput(BaseModel):
-    event: S3EventNotificationEventBridgeModel
+    model_config = ConfigDict(defer_build=True)
+
+    event: S3ObjectCreated
     execution_arn: str
     started_at: datetime
 
@@ -65,17 +67,19 @@ class ValidateInput(BaseModel):
 class Validated(BaseModel):
     """The task's result: either a release to run or a duplicate event to ignore."""
 
+    model_config = ConfigDict(defer_build=True)
+
     duplicate: bool
     release: Release | None = None
 
 
-def object_identity(event: S3EventNotificationEventBridgeModel) -> str:
+def object_identity(event: S3ObjectCreated) -> str:
     """What makes two S3 events "the same upload": the object version, else its etag and sequencer."""
     obj = event.detail.object
     return obj.version_id or f"{obj.etag}.{obj.sequencer or ''}"
 
 
-def upload_order(event: S3EventNotificationEventBridgeModel) -> str:
+def upload_order(event: S3ObjectCreated) -> str:
     """A sortable key that totally orders uploads: the event time (S3 gives whole seconds), then S3's
     sequencer compared as a hexadecimal number (it increases with every write; AWS documents it for
     ordering the events of one key, and it is all S3 offers within a second), then the key."""
@@ -85,7 +89,7 @@ def upload_order(event: S3EventNotificationEventBridgeModel) -> str:
 
 
 def validate_release(
-    event: S3EventNotificationEventBridgeModel,
+    event: S3ObjectCreated,
     execution_arn: str,
     started_at: datetime,
     defaults: ReleaseDefaults,

@@ -41,7 +41,7 @@ def guard_names(endpoint_name: str) -> dict[str, str]:
 
 
 class WatchRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     model: str
     alias: str
