@@ -254,8 +254,9 @@ def main() -> None:
     print(f"{'':34}{'CPU':>9}{'wall':>10}{'ratio (CPU)':>13}   functions")
     print(f"{'import boto3 alone':<34}{boto3_cpu:6.1f} ms{boto3_wall:7.1f} ms{1:12.2f}x")
     floor_cpu, floor_wall = median_ms("floor", 0), median_ms("floor", 1)
+    floor_label = "+ pydantic, Powertools (the floor)"
     print(
-        f"{'+ pydantic, Powertools (the floor)':<34}{floor_cpu:6.1f} ms{floor_wall:7.1f} ms{floor_cpu / boto3_cpu:12.2f}x"
+        f"{floor_label:<34}{floor_cpu:6.1f} ms{floor_wall:7.1f} ms{floor_cpu / boto3_cpu:12.2f}x"
         "   what every handler loads before its own code"
     )
     ratios = []
