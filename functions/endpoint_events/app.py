@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dropship import clients, settings, steps
+from dropship import clients, deploy, settings
 from dropship.endpoints import Endpoints
 from dropship.observability import logger, task
 from dropship.release import Release
@@ -49,13 +49,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if status is None:
             logger.warning("unknown endpoint status", extra={"status": change.status})
             return {"outcome": f"unknown status {change.status}"}
-        outcome = steps.on_endpoint_status(endpoints, waits, change.endpoint_name, status, change.failure_reason)
+        outcome = deploy.on_endpoint_status(endpoints, waits, change.endpoint_name, status, change.failure_reason)
         logger.info(
             "endpoint state change", extra={"endpoint_name": change.endpoint_name, "status": status, "outcome": outcome}
         )
         return {"outcome": outcome}
     if event.get("sweep"):
-        return {"swept": steps.sweep(endpoints, waits)}
+        return {"swept": deploy.sweep(endpoints, waits)}
     request = WaitRequest.model_validate(event)
-    steps.wait_for_endpoint(endpoints, waits, request.release, request.task_token)
+    deploy.wait_for_endpoint(endpoints, waits, request.release, request.task_token)
     return {"outcome": "waiting"}

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from dropship import clients, settings, steps
+from dropship import clients, deploy, settings
 from dropship.history import ReleaseTable
 from dropship.observability import task
 from dropship.release import Release
@@ -27,4 +27,4 @@ class LockInput(BaseModel):
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = LockInput.model_validate(event)
     table = ReleaseTable(clients.dynamodb(), settings.load(Env).table_name)
-    return steps.acquire_lock(table, request.release).model_dump(mode="json")
+    return deploy.acquire_lock(table, request.release).model_dump(mode="json")

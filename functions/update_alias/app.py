@@ -3,7 +3,7 @@ later upload is already live. Returns the alias record written and the one it re
 
 from typing import Any
 
-from dropship import clients, settings, steps
+from dropship import clients, deploy, settings
 from dropship.alias import AliasStore
 from dropship.endpoints import Endpoints
 from dropship.history import ReleaseTable
@@ -20,7 +20,7 @@ class Env(settings.Settings):
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings.load(Env)
-    update = steps.update_alias(
+    update = deploy.update_alias(
         ReleaseTable(clients.dynamodb(), env.table_name),
         AliasStore(clients.ssm(), env.alias_prefix),
         Endpoints(clients.sagemaker(), env.stack_name, clients.autoscaling()),

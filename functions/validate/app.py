@@ -3,7 +3,7 @@ release as started and announce it."""
 
 from typing import Any
 
-from dropship import clients, settings, steps
+from dropship import clients, outcome, settings
 from dropship.artifact import ArtifactLimits
 from dropship.history import ReleaseTable
 from dropship.notify import Notifier
@@ -72,5 +72,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         table=table,
     )
     if validated.release is not None:
-        steps.announce_started(table, Notifier(clients.events(), env.event_bus_name), validated.release)
+        outcome.announce_started(table, Notifier(clients.events(), env.event_bus_name), validated.release)
     return validated.model_dump(mode="json")

@@ -11,11 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dropship import clients, settings, steps
+from dropship import clients, settings, watch
 from dropship.history import ReleaseTable
 from dropship.observability import logger, task
 from dropship.release import Release
-from dropship.watch import Watches
 
 
 class Env(settings.Settings):
@@ -41,14 +40,14 @@ class AlarmChange(BaseModel):
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     env = settings.load(Env)
-    watches = Watches(clients.dynamodb(), env.table_name, clients.cloudwatch(), clients.stepfunctions())
+    watches = watch.Watches(clients.dynamodb(), env.table_name, clients.cloudwatch(), clients.stepfunctions())
     if event.get("detail-type") == "CloudWatch Alarm State Change":
         change = AlarmChange.model_validate(event["detail"])
         state, reason = str(change.state.get("value", "")), str(change.state.get("reason", ""))
-        failed = steps.on_alarm_state(watches, change.alarm_name, state, reason)
+        failed = watch.on_alarm_state(watches, change.alarm_name, state, reason)
         logger.info("alarm state change", extra={"alarm": change.alarm_name, "state": state, "failed": failed})
         return {"failed": failed}
     request = WatchRequest.model_validate(event)
-    outcome = steps.watch_release(ReleaseTable(clients.dynamodb(), env.table_name), watches, request.release,
-                                  request.task_token)  # fmt: skip
-    return {"outcome": outcome}
+    table = ReleaseTable(clients.dynamodb(), env.table_name)
+    result = watch.watch_release(table, watches, request.release, request.task_token)
+    return {"outcome": result}

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from dropship.aws import error_code
 from dropship.endpoints import VARIANT
 from dropship.errors import AlarmTriggeredError
-from dropship.history import execution_name
+from dropship.history import ReleaseTable, execution_name
 from dropship.release import Release, WatchFigures, WatchOutcome, WatchPlan
 
 WATCH_TTL_S = 7 * 24 * 3600
@@ -272,3 +272,46 @@ def _stat(
         },
         "ReturnData": data,
     }
+
+
+# -- the watch stage ---------------------------------------------------------------------------------
+
+
+def watch_release(table: ReleaseTable, watches: Watches, release: Release, task_token: str) -> str:
+    """Register (or renew, every ``check_s``) the watch of the live release; end it when the bake is over,
+    or fail it with AlarmTriggered when a watched alarm is in ALARM."""
+    if release.watch.bake_s == 0:
+        watches.succeed(task_token, WatchOutcome())
+        return "not watched"
+    record = watches.start(release, task_token)
+    figures = watches.figures(record, release.watch)
+    table.put_release(release.model, release.started_at, release.execution_arn, watch=figures)
+    tripped = watches.tripped(record)
+    if tripped is not None:
+        watches.fail(task_token, AlarmTriggeredError(alarm_message(record, *tripped, figures)))
+        return f"tripped: {tripped[0]}"
+    if time.time() >= record.until:
+        watches.succeed(task_token, WatchOutcome(watched_s=release.watch.bake_s, figures=figures))
+        return "baked"
+    if record.started >= time.time() - release.watch.check_s:  # the first look
+        table.enter_stage(release.model, release.started_at, release.execution_arn, "Watching")
+    return f"watching until {figures.until}: {figures.describe()}"
+
+
+def on_alarm_state(watches: Watches, alarm_name: str, state: str, reason: str) -> list[str]:
+    """An alarm changed state (CloudWatch's event): a watch it concerns ends with AlarmTriggered."""
+    if state != "ALARM":
+        return []
+    failed = []
+    for record in watches.watching(alarm_name):
+        watches.fail(record.task_token, AlarmTriggeredError(alarm_message(record, alarm_name, reason, None)))
+        failed.append(record.execution_arn)
+    return failed
+
+
+def end_watch_by_hand(watches: Watches, model: str, alias: str, rolled_back_to: str) -> bool:
+    """``dropship rollback`` during a watch: the watch ends, and the release finishes without it."""
+    record = watches.get(model, alias)
+    if record is None:
+        return False
+    return watches.succeed(record.task_token, WatchOutcome(ended_by_hand=f"rolled back to version {rolled_back_to}"))

@@ -11,19 +11,12 @@ from typing import Any
 import pytest
 
 from dropship.alias import AliasRecord
+from dropship.compensation import failure_of
+from dropship.deploy import acquire_lock, on_endpoint_status, update_alias
 from dropship.errors import AliasConflictError
 from dropship.history import ReleaseTable
+from dropship.outcome import ExecutionEnd, clean_up, finish_release, reap
 from dropship.release import ExecutionState, Release
-from dropship.steps import (
-    ExecutionEnd,
-    acquire_lock,
-    clean_up,
-    failure_of,
-    finish_release,
-    on_endpoint_status,
-    reap,
-    update_alias,
-)
 from tests.unit.conftest import Account
 from tests.unit.test_endpoints_and_errors import ROLE, release
 

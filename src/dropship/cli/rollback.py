@@ -18,7 +18,7 @@ from dropship.history import ReleaseRecord, stamp
 from dropship.names import check_model_name
 from dropship.notify import ReleaseEventDetail
 from dropship.release import iso, utc_now
-from dropship.steps import end_watch_by_hand
+from dropship.watch import end_watch_by_hand
 
 ROLLBACK_LOCK_LEASE_S = 300
 
