@@ -316,8 +316,9 @@ def _pip_install(parsed: RequirementsFile, pending: list[Line], path: str) -> No
             raise ModelLoadError(f"pip install -r {path} took more than {PIP_TIMEOUT_S} s") from None
     if done.returncode != 0:
         output = (done.stdout + "\n" + done.stderr).strip()
+        last = output.splitlines()[-1] if output else ""
         get_logger().error(
-            "pip install failed", extra={"event": "requirements_install_failed", "output": output[-8000:]}
+            f"pip install failed: {last}", extra={"event": "requirements_install_failed", "output": output[-8000:]}
         )
         shown = os.path.relpath(path, os.path.dirname(code_dir))
         raise ModelLoadError(f"{pip_error_line(done.stderr or done.stdout)} (pip install -r {shown} failed)")
