@@ -9,7 +9,14 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dropship.local.failure_reason import FAILURE_REASON_MAX, cause, failure_reason, read_lines, render
+from dropship.local.failure_reason import (
+    FAILURE_REASON_MAX,
+    cause,
+    failure_reason,
+    read_lines,
+    render,
+    start_marker,
+)
 
 EXITED = (
     "The primary container for production variant AllTraffic exited (exit code 3) before passing the ping health check."
@@ -30,7 +37,7 @@ def test_the_model_load_failed_line_leads_and_its_repetition_is_not_in_the_tail(
     reason = "model_fn in /opt/ml/model/code/inference.py failed: RuntimeError: weights.bin is missing"
     log = _log(
         tmp_path,
-        "--- 2026-01-01T00:00:00 starting python serve ---",
+        start_marker("/venv/bin/python container/serve", "2026-01-01T00:00:00+00:00"),
         _json("starting", event="starting"),
         _json(reason, level="critical", event="model_load_failed", exception="Traceback ...\nRuntimeError: x"),
         _json("Worker (pid:12) exited with code 3"),
@@ -40,6 +47,7 @@ def test_the_model_load_failed_line_leads_and_its_repetition_is_not_in_the_tail(
     assert text.startswith(reason + "\n" + EXITED)
     assert text.count("weights.bin is missing") == 1
     assert text.endswith("starting\nWorker (pid:12) exited with code 3")
+    assert "--- " not in text  # the stack's own start marker
     assert str(log) in text
 
 

@@ -23,6 +23,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(: .*)?$")
 _REPEATED = "stopped: "  # serve's master repeats the worker's reason as its last line
+_START_MARKER = re.compile(r"^--- \S+ starting .* ---$")
+
+
+def start_marker(command: str, when: str) -> str:
+    """The line the local stack writes to an endpoint's log before each start (left out of the tail)."""
+    return f"--- {when} starting {command} ---"
 
 
 def failure_reason(message: str, log_path: Path, start: int = 0, *, with_cause: bool = True) -> str:
@@ -32,7 +38,8 @@ def failure_reason(message: str, log_path: Path, start: int = 0, *, with_cause: 
     found = cause(lines) if with_cause else None
     head = f"{shorten(found, FAILURE_REASON_MAX // 2)}\n{message}" if found else message
     head = f"{head} Last lines of its log ({log_path}):"
-    tail = [line for line in map(render, lines) if line and line not in (found, _REPEATED + (found or ""))]
+    repeated = (found, _REPEATED + (found or ""))
+    tail = [line for line in map(render, lines) if line and line not in repeated and not _START_MARKER.match(line)]
     tail = [shorten(line, LINE_MAX) for line in tail[-TAIL_LINES:]]
     while tail and len(head) + sum(len(line) + 1 for line in tail) > FAILURE_REASON_MAX:
         tail.pop(0)

@@ -64,7 +64,7 @@ import requests
 
 from dropship.local import paths
 from dropship.local.environments import EnvironmentCreationError, ModelEnvironments
-from dropship.local.failure_reason import FAILURE_REASON_MAX, failure_reason
+from dropship.local.failure_reason import FAILURE_REASON_MAX, failure_reason, start_marker
 from dropship.local.ports import free_port
 from dropship.local.processes import Supervisor
 from dropship.local.settings import LocalSettings
@@ -386,8 +386,8 @@ class EndpointHost:
         server.log_path.parent.mkdir(parents=True, exist_ok=True)
         with server.log_path.open("ab") as log_file:
             server.log_start = log_file.tell()
-            started = f"--- {datetime.now(UTC).isoformat()} starting {' '.join(server.command)} ---\n"
-            log_file.write(started.encode())
+            started = start_marker(" ".join(server.command), datetime.now(UTC).isoformat())
+            log_file.write(f"{started}\n".encode())
             log_file.flush()
             server.process = self.supervisor.spawn(
                 server.command,
