@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dropship.local import LocalStack
-from dropship.local.hosting import endpoint_environment, event_status
+from dropship.local.hosting import endpoint_environment, event_status, requirements_file
 from tests.local.conftest import await_exit, group_of, wait_until
 from tests.local.documented import assert_shaped_like, documented
 from tests.local.sample_project import model_tarball
@@ -468,3 +468,17 @@ def test_a_failed_start_s_reason_leads_with_its_cause(
     assert happened.startswith(EXITED) and str(stack.hosting.log_path(name)) in happened
     assert len(reason) <= 1024
     aws("sagemaker").delete_endpoint(EndpointName=name)
+
+
+def test_the_requirements_file_is_the_one_beside_the_program(tmp_path: Path) -> None:
+    for name in ("code/requirements.txt", "code/src/requirements.txt", "requirements.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("pandas\n")
+    assert requirements_file(tmp_path, {}) == tmp_path / "code" / "requirements.txt"
+    assert requirements_file(tmp_path, {"SAGEMAKER_PROGRAM": "src/serve.py"}) == tmp_path / "code/src/requirements.txt"
+    # code outside the model is never installed locally: it would go into the developer's environment
+    assert requirements_file(tmp_path, {"SAGEMAKER_PROGRAM": "../serve.py"}) is None
+    assert requirements_file(tmp_path, {"SAGEMAKER_PROGRAM": "/opt/ml/code/serve.py"}) is None
+    assert requirements_file(tmp_path / "elsewhere", {}) is None
+    env = endpoint_environment({}, model_dir=tmp_path, home=tmp_path, port=8080, region="us-east-1")
+    assert env["DROPSHIP_INSTALL_REQUIREMENTS"] == "0"

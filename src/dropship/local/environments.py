@@ -42,8 +42,12 @@ class ModelEnvironments:
 
     def python_for(self, requirements: Path, interpreter: str) -> str:
         """The python of the environment for ``requirements`` and ``interpreter``, created if there is none."""
+        try:
+            content = requirements.read_bytes()
+        except OSError as exc:
+            raise EnvironmentCreationError(f"cannot read {requirements.name}: {exc}") from exc
         with self._lock:
-            home = self.root / self.key(requirements.read_bytes(), interpreter)
+            home = self.root / self.key(content, interpreter)
             if not (home / "pyvenv.cfg").is_file():
                 self._create(home, interpreter)
         return str(home / "bin" / "python")
