@@ -86,18 +86,19 @@ class Line:
 class RequirementsFile:
     """What pip would be asked to do, read from a requirements file and the files it includes."""
 
-    requirements: list[tuple[Line, Requirement | None]] = field(default_factory=list)  # None: a URL or path
+    # None: a URL or a path (allowed sources), or a line pip will say is not a requirement
+    requirements: list[tuple[Line, Requirement | None]] = field(default_factory=list)
     options: list[Line] = field(default_factory=list)  # global options kept for pip (--pre, --prefer-binary)
     constraint_files: list[str] = field(default_factory=list)
 
 
-def read(path: str, allow_sources: bool, *, display_root: str | None = None) -> RequirementsFile:
+def read(path: str, allow_sources: bool) -> RequirementsFile:
     """Read `path` (following `-r` and `-c`) as pip would; raises RefusedRequirements naming the line.
 
-    `display_root` is what file names in messages are relative to (default: the parent of the file's
-    directory, so `<model>/code/requirements.txt` is `code/requirements.txt`).
+    Files are named from the parent of the file's directory: `<model>/code/requirements.txt` is
+    `code/requirements.txt`.
     """
-    root = display_root or os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
     parsed = RequirementsFile()
     _read_into(parsed, os.path.abspath(path), allow_sources, root, seen=set())
     return parsed
@@ -254,7 +255,10 @@ def ensure_installed(path: str, install: bool, allow_sources: bool = False) -> N
     """
     log = get_logger()
     if not install:
-        missing = unsatisfied(path)
+        try:
+            missing = unsatisfied(path)
+        except RefusedRequirements as exc:  # an include that is missing: nothing is installed anyway
+            missing = [str(exc)]
         if missing:
             log.warning(
                 "requirements not installed (DROPSHIP_INSTALL_REQUIREMENTS=0)",
