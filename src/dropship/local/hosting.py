@@ -8,10 +8,14 @@ Here:
   (``tarfile`` ``filter="data"``) and starts ``<project>/container/serve`` on a free port with a minimal
   environment (``endpoint_environment``: nothing from the developer's shell) plus the model's
   ``Environment``, one server worker unless the model's ``SAGEMAKER_MODEL_SERVER_WORKERS`` asks for more.
+  A model with ``code/requirements.txt`` runs in a Python environment of its own (``environments``),
+  where ``serve`` installs them as the image does; never in the developer's.
   A few start at a time (twice as many as there are cores), the others wait as ``Creating``.
   ``GET /ping`` answering 200 makes it ``InService``; the process exiting or not becoming healthy within
-  ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it ``Failed`` with the tail of
-  its log as ``FailureReason``. ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY`` seconds (default 0) are waited
+  ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120; ``DROPSHIP_LOCAL_ENDPOINT_INSTALL_TIMEOUT``
+  more, default 600, for a model with requirements) makes it ``Failed``, its ``FailureReason`` the cause
+  found in its log, then the log's last lines (``failure_reason``). ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY``
+  seconds (default 0) are waited
   before the process starts, to model SageMaker's minutes of provisioning in release benchmarks
   (``settings.LocalSettings``).
 - An ``InService`` endpoint whose process exits (a crash, the OOM killer, a ``kill``) becomes ``Failed``
@@ -59,6 +63,8 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from dropship.local import paths
+from dropship.local.environments import EnvironmentCreationError, ModelEnvironments
+from dropship.local.failure_reason import FAILURE_REASON_MAX, failure_reason, start_marker
 from dropship.local.ports import free_port
 from dropship.local.processes import Supervisor
 from dropship.local.settings import LocalSettings
@@ -67,26 +73,8 @@ log = logging.getLogger(__name__)
 
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker real-time endpoints give the container 60 s per request
 STOP_GRACE_S = 5.0
-FAILURE_REASON_MAX = 1024  # DescribeEndpoint's FailureReason is at most 1024 characters
 _PING_INTERVAL_S = 0.1
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
-
-
-def log_tail(path: Path, limit: int, start: int = 0) -> str:
-    """The last ``limit`` characters written to ``path`` after byte ``start``: no colour codes, control
-    characters or blank lines."""
-    try:
-        with path.open("rb") as fh:
-            size = fh.seek(0, io.SEEK_END)
-            fh.seek(max(start, size - limit * 4))
-            raw = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    text = _CONTROL.sub("", _ANSI.sub("", raw))
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    return "\n".join(lines)[-limit:] if limit > 0 else ""
 
 
 def event_status(status: str) -> str:
@@ -104,10 +92,18 @@ def describe_exit(code: int) -> str:
 
 
 def endpoint_environment(
-    model_environment: Mapping[str, str], *, model_dir: Path, home: Path, port: int, region: str
+    model_environment: Mapping[str, str],
+    *,
+    model_dir: Path,
+    home: Path,
+    port: int,
+    region: str,
+    install_requirements: bool = False,
 ) -> dict[str, str]:
     """The container's whole environment: what a process needs, the model's ``Environment``, SageMaker's
-    variables. Nothing from the developer's shell (credentials, tokens, proxies) reaches a model."""
+    variables. Nothing from the developer's shell (credentials, tokens, proxies, pip's settings) reaches a
+    model. ``serve`` installs ``code/requirements.txt`` only with ``install_requirements``: when the model
+    runs in an environment of its own."""
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(home),
@@ -127,7 +123,7 @@ def endpoint_environment(
             "SM_MODEL_DIR": str(model_dir),
             "SAGEMAKER_BIND_TO_HOST": "127.0.0.1",
             "SAGEMAKER_BIND_TO_PORT": str(port),
-            "DROPSHIP_INSTALL_REQUIREMENTS": "0",
+            "DROPSHIP_INSTALL_REQUIREMENTS": "1" if install_requirements else "0",
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
         }
@@ -154,6 +150,8 @@ class _Server:
     log_start: int = 0
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    install_budget_s: float = 0.0  # more time to start: serve installs the model's requirements
     process: Any = None  # subprocess.Popen[bytes]
 
     @property
@@ -164,10 +162,9 @@ class _Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def reason(self, message: str) -> str:
-        """``message`` and the container log's tail, within SageMaker's FailureReason limit."""
-        head = f"{message} Container log ({self.log_path}):\n"
-        return head + log_tail(self.log_path, FAILURE_REASON_MAX - len(head), self.log_start)
+    def reason(self, message: str, *, with_cause: bool = True) -> str:
+        """The cause found in this start's log, ``message``, the log's tail: SageMaker's FailureReason."""
+        return failure_reason(message, self.log_path, self.log_start, with_cause=with_cause)
 
 
 @dataclass
@@ -193,16 +190,24 @@ class EndpointHost:
         supervisor: Supervisor,
         serve_command: list[str] | None = None,
         *,
+        cache_dir: Path | None = None,
         startup_timeout_s: float = LocalSettings.endpoint_startup_timeout_s,
         startup_delay_s: float = LocalSettings.endpoint_startup_delay_s,
+        install_timeout_s: float = LocalSettings.endpoint_install_timeout_s,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.run_dir = Path(run_dir)
         self.log_dir = Path(log_dir)
         self.supervisor = supervisor
+        # [interpreter, script]: a model with requirements runs the script with its own environment's python
         self.serve_command = serve_command or [sys.executable, str(self.project_dir / "container" / "serve")]
+        self.environments = ModelEnvironments(
+            Path(cache_dir) if cache_dir is not None else self.run_dir / "cache",
+            pinned_requirements=self.project_dir / "container" / "requirements.txt",
+        )
         self.startup_timeout_s = startup_timeout_s
         self.startup_delay_s = startup_delay_s
+        self.install_timeout_s = install_timeout_s
         self._start_slots = threading.BoundedSemaphore(2 * max(2, os.cpu_count() or 2))
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._lock = threading.Lock()
@@ -345,8 +350,21 @@ class EndpointHost:
         if data_url:
             _unpack(_read_s3(backend.account_id, data_url), server.model_dir, data_url)
         server.port = free_port()
+        server.command = list(self.serve_command)
+        requirements = requirements_file(server.model_dir, environment)
+        if requirements is not None:
+            try:
+                server.command[0] = self.environments.python_for(requirements, interpreter=self.serve_command[0])
+            except EnvironmentCreationError as exc:
+                raise EndpointFailure(str(exc)) from exc
+            server.install_budget_s = self.install_timeout_s
         server.env = endpoint_environment(
-            environment, model_dir=server.model_dir, home=server.base_dir, port=server.port, region=backend.region_name
+            environment,
+            model_dir=server.model_dir,
+            home=server.base_dir,
+            port=server.port,
+            region=backend.region_name,
+            install_requirements=requirements is not None,
         )
         return server
 
@@ -364,14 +382,15 @@ class EndpointHost:
             self._start_slots.release()
 
     def _spawn_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
-        timeout_s = self.startup_timeout_s
+        timeout_s = self.startup_timeout_s + server.install_budget_s
         server.log_path.parent.mkdir(parents=True, exist_ok=True)
         with server.log_path.open("ab") as log_file:
             server.log_start = log_file.tell()
-            log_file.write(f"--- {datetime.now(UTC).isoformat()} starting {self.serve_command[-1]} ---\n".encode())
+            started = start_marker(" ".join(server.command), datetime.now(UTC).isoformat())
+            log_file.write(f"{started}\n".encode())
             log_file.flush()
             server.process = self.supervisor.spawn(
-                self.serve_command,
+                server.command,
                 kind="endpoint",
                 name=server.endpoint_name,
                 on_exit=lambda code: self._exited(backend, endpoint, record, server, code),
@@ -415,7 +434,8 @@ class EndpointHost:
             record.serving = None
             reason = server.reason(
                 f"The primary container for production variant {server.variant_name} exited unexpectedly "
-                f"({describe_exit(code)}) while the endpoint was in service."
+                f"({describe_exit(code)}) while the endpoint was in service.",
+                with_cause=False,  # an earlier request's traceback is not why it died
             )
             log.warning("endpoint %s failed: %s", server.endpoint_name, reason)
             self._set_status(backend, endpoint, "Failed", reason)
@@ -536,6 +556,16 @@ def state_change_detail(backend: Any, endpoint: Any, status: str) -> dict[str, A
     if status == "Failed" and endpoint.failure_reason:
         detail["FailureReason"] = endpoint.failure_reason
     return detail
+
+
+def requirements_file(model_dir: Path, environment: Mapping[str, str]) -> Path | None:
+    """The ``requirements.txt`` the container installs: beside ``SAGEMAKER_PROGRAM`` under ``code/``."""
+    program = environment.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py"
+    code_dir = model_dir / "code"
+    candidate = (code_dir / program).parent / "requirements.txt"
+    if Path(program).is_absolute() or not candidate.resolve().is_relative_to(code_dir.resolve()):
+        return None  # code outside the model: not installed locally (``DROPSHIP_INSTALL_REQUIREMENTS=0``)
+    return candidate if candidate.is_file() else None
 
 
 def _read_s3(account_id: str, url: str) -> bytes:

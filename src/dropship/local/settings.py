@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 ENV_NAMES = {
     "endpoint_startup_timeout_s": "DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT",
     "endpoint_startup_delay_s": "DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY",
+    "endpoint_install_timeout_s": "DROPSHIP_LOCAL_ENDPOINT_INSTALL_TIMEOUT",
     "lambda_idle_s": "DROPSHIP_LOCAL_LAMBDA_IDLE_SECONDS",
     "lambda_concurrency": "DROPSHIP_LOCAL_LAMBDA_CONCURRENCY",
     "lambda_function_concurrency": "DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY",
@@ -26,6 +27,8 @@ class LocalSettings:
     endpoint_startup_timeout_s: float = 120.0
     # Seconds an endpoint stays Creating before its process starts (SageMaker takes minutes; for benchmarks).
     endpoint_startup_delay_s: float = 0.0
+    # More seconds to start for an endpoint whose model has code/requirements.txt: serve runs pip first.
+    endpoint_install_timeout_s: float = 600.0
     # A warm Lambda worker (~50 MB) unused this long is stopped, as Lambda reclaims idle environments.
     lambda_idle_s: float = 300.0
     # Lambda invocations running at once in the account, and per function without reserved concurrency.

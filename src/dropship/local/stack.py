@@ -213,8 +213,10 @@ class LocalStack:
             run_dir=self.run_dir / "endpoints",
             log_dir=self.log_dir,
             supervisor=self._supervisor,
+            cache_dir=paths.cache_dir(self.state_dir) if self.state_dir is not None else self.run_dir / "cache",
             startup_timeout_s=settings.endpoint_startup_timeout_s,
             startup_delay_s=settings.endpoint_startup_delay_s,
+            install_timeout_s=settings.endpoint_install_timeout_s,
         )
         self._hosting.install(self._patches)
 
