@@ -53,6 +53,10 @@ def aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _naive(value: datetime) -> datetime:
+    return aware(value).replace(tzinfo=None)
+
+
 def percentile(stat: str) -> float | None:
     """``p99`` -> 99.0; None for any other statistic."""
     match = _PERCENTILE.match(stat)
@@ -186,7 +190,12 @@ class MetricIndex:
     def __init__(self, datums: Iterable[Any]) -> None:
         self._by_metric: dict[tuple[str, str, DimensionKey], list[Any]] = defaultdict(list)
         for datum in datums:
-            self._by_metric[(datum.namespace, datum.name, dimension_key(datum.dimensions))].append(datum)
+            # the key is kept on the datum: the evaluator indexes every datum every few seconds
+            key = getattr(datum, "_metric_key", None)
+            if key is None:
+                key = (datum.namespace, datum.name, dimension_key(datum.dimensions))
+                datum._metric_key = key
+            self._by_metric[key].append(datum)
 
     def datums(self, namespace: str, name: str, dimensions: DimensionKey) -> list[Any]:
         return self._by_metric.get((namespace, name, dimensions), [])
@@ -200,10 +209,11 @@ def stat_points(
     period = timedelta(seconds=int(metric_stat["Period"]))
     stat, unit = str(metric_stat["Stat"]), metric_stat.get("Unit")
     by_period: dict[int, list[Any]] = defaultdict(list)
+    low, high = _naive(start), _naive(end)  # moto's timestamps are naive UTC: compared as they are, cheaply
     for datum in index.datums(metric["Namespace"], metric["MetricName"], dimension_key(metric.get("Dimensions", []))):
-        when = aware(datum.timestamp)
-        if start <= when < end and (not unit or datum.unit == unit):
-            by_period[int((when - start) / period)].append(datum)
+        when = datum.timestamp if datum.timestamp.tzinfo is None else _naive(datum.timestamp)
+        if low <= when < high and (not unit or datum.unit == unit):
+            by_period[int((when - low) / period)].append(datum)
     points = {}
     for slot, datums in by_period.items():
         value, count = statistic(datums, stat)
