@@ -5,7 +5,7 @@ moto 5.2.5 stores metric alarms but never evaluates them, and puts no events. Fi
 - ``AlarmEvaluator`` evaluates every metric alarm every ``DROPSHIP_LOCAL_ALARM_EVALUATION_SECONDS`` (default 2;
   CloudWatch: about once a minute). Supported: one metric with ``Statistic`` or ``ExtendedStatistic`` (pNN), or
   metric math whose ``ReturnData`` expression combines metric stats with ``+ - * /`` (``dropship.local.metrics``);
-  ``Period``, ``EvaluationPeriods``, ``DatapointsToAlarm``, the four threshold ``ComparisonOperator``\\ s,
+  ``Period``, ``EvaluationPeriods``, ``DatapointsToAlarm``, the four threshold comparison operators,
   ``Threshold``, ``TreatMissingData``, ``EvaluateLowSampleCountPercentile``. Anomaly detection bands
   (``ThresholdMetricId``) and composite alarms are not evaluated (logged once). The rules are those of the
   CloudWatch User Guide ("Using Amazon CloudWatch alarms": evaluating an alarm, how missing data is treated,
@@ -23,6 +23,10 @@ moto 5.2.5 stores metric alarms but never evaluates them, and puts no events. Fi
   unchanged (the PutMetricAlarm reference). Both fixed.
 - ``SetAlarmState`` changes the state without an event -> it puts the same event. As in CloudWatch the forced
   state lasts until the next evaluation.
+
+AWS does not document, so chosen here: the evaluation range for other ``EvaluationPeriods`` than 3
+(``evaluation_range``), the wording when real and filled-in datapoints mix, and ``statistic`` in StateReasonData
+for a percentile (``p99``). ``evaluatedDatapoints`` in StateReasonData is as recent AWS events carry it.
 """
 
 from __future__ import annotations
