@@ -4,7 +4,6 @@ moving an alias back, retiring old releases, and saying why a release failed wit
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,14 +19,14 @@ from dropship.waits import EndpointWait, EndpointWaits
 
 MESSAGE_LIMIT = 4000
 
-_JSON_START = re.compile(r"[{\[]")
 
 
 def safe_cause(cause: str) -> str:
     """A cause fit for people and events: no execution state, manifest or stack trace ever leaks through.
 
     Lambda errors carry ``{"errorMessage", "errorType", "stackTrace"}``: only the message is kept. Step
-    Functions' own errors (``States.Runtime`` ...) may quote the state as JSON: it is cut off there.
+    Functions' own errors (``States.Runtime`` ...) may quote the state, a JSON object: it is cut off there
+    (a list in brackets, as in CloudWatch's "datapoints [0.4 (...)]", stays).
     """
     try:
         parsed = json.loads(cause)
@@ -37,8 +36,8 @@ def safe_cause(cause: str) -> str:
         return str(parsed.get("errorMessage") or "")[:MESSAGE_LIMIT]
     if parsed is not None:
         return ""
-    match = _JSON_START.search(cause)
-    text = cause[: match.start()].rstrip(" :'\"") if match else cause
+    state_at = cause.find("{")
+    text = cause[:state_at].rstrip(" :'\"") if state_at >= 0 else cause
     return text[:MESSAGE_LIMIT]
 
 

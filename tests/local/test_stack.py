@@ -230,6 +230,21 @@ def test_settings_come_from_the_environment_and_bad_ones_are_named() -> None:
         LocalSettings.from_env({"DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT": "-1"})
 
 
+def test_alarm_evaluation_and_capture_flushing_are_settings() -> None:
+    from dropship.local.alarms import AlarmEvaluator
+    from dropship.local.settings import LocalSettings
+
+    settings = LocalSettings.from_env(
+        {"DROPSHIP_LOCAL_ALARM_EVALUATION_SECONDS": "0.5", "DROPSHIP_LOCAL_CAPTURE_FLUSH_SECONDS": "0"}
+    )
+    assert (settings.alarm_evaluation_s, settings.capture_flush_s) == (0.5, 0.0)
+    assert (LocalSettings().alarm_evaluation_s, LocalSettings().capture_flush_s) == (2.0, 2.0)
+    # 0 turns the evaluation off: alarms then change only by SetAlarmState
+    evaluator = AlarmEvaluator(0).start()
+    assert evaluator._thread is None
+    evaluator.stop()
+
+
 def test_a_bad_setting_is_a_one_line_error(sample_project: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "DROPSHIP_LOCAL_LAMBDA_CONCURRENCY": "0"}
     done = subprocess.run(

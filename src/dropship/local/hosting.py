@@ -22,13 +22,17 @@ Here:
   with a ``FailureReason`` naming the exit, as SageMaker reports an instance failure; it is not
   restarted, so a model that crashes is seen rather than hidden by a restart loop. Deleting and creating
   it again (or a new release) brings it back.
-- ``DeleteEndpoint`` stops the process group (SIGTERM, SIGKILL after a grace period) and removes its
-  model directory.
-- ``DescribeEndpoint`` leaves ``DataCaptureConfig`` out when none is configured, as SageMaker does.
+- ``DeleteEndpoint`` of an endpoint still ``Creating`` or ``Updating`` is refused as SageMaker refuses it
+  (``ValidationException`` 'Cannot update in-progress endpoint "<arn>".'). Otherwise it stops the process group
+  (SIGTERM, SIGKILL after a grace period), removes its model directory, deregisters the variants' scalable
+  targets (``autoscaling.deregister_endpoint``) and writes its pending data capture.
+- ``DescribeEndpoint`` shows ``DataCaptureConfig`` as SageMaker's summary when one is configured and leaves it
+  out otherwise (``capture.summary``).
 - ``InvokeEndpoint`` forwards body, ``ContentType``, ``Accept`` and ``CustomAttributes`` to
   ``POST /invocations``. A 4xx/5xx from the container is a ``ModelError`` (HTTP 424) as SageMaker
   reports it, pointing at the local log file; an unknown endpoint or one not ``InService`` is a
-  ``ValidationError``.
+  ``ValidationError``. Every forwarded invocation records SageMaker's invocation metrics in CloudWatch
+  (``metrics.InvocationMetrics``), and a successful one is offered to data capture (``capture.DataCapture``).
 - Every status change puts a ``SageMaker Endpoint State Change`` event (source ``aws.sagemaker``) on
   the default bus, shaped as AWS documents it (``EndpointStatus`` spelled ``IN_SERVICE``, ``CREATING``,
   ``FAILED``, ``DELETING``; times as epoch milliseconds; ``FailureReason`` when failed).
@@ -56,18 +60,22 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 from urllib.parse import unquote, urlparse
 
 import requests
 
 from dropship.local import paths
+from dropship.local.capture import DataCapture, Exchange
 from dropship.local.environments import EnvironmentCreationError, ModelEnvironments
 from dropship.local.failure_reason import FAILURE_REASON_MAX, failure_reason, start_marker
 from dropship.local.ports import free_port
 from dropship.local.processes import Supervisor
 from dropship.local.settings import LocalSettings
+
+if TYPE_CHECKING:
+    from dropship.local.metrics import InvocationMetrics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,8 @@ INVOCATION_TIMEOUT_S = 60.0  # SageMaker real-time endpoints give the container 
 STOP_GRACE_S = 5.0
 _PING_INTERVAL_S = 0.1
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# SageMaker refuses to delete an endpoint in these states ('Cannot update in-progress endpoint').
+IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 
 def event_status(status: str) -> str:
@@ -194,6 +204,8 @@ class EndpointHost:
         startup_timeout_s: float = LocalSettings.endpoint_startup_timeout_s,
         startup_delay_s: float = LocalSettings.endpoint_startup_delay_s,
         install_timeout_s: float = LocalSettings.endpoint_install_timeout_s,
+        metrics: InvocationMetrics | None = None,
+        capture: DataCapture | None = None,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.run_dir = Path(run_dir)
@@ -208,6 +220,8 @@ class EndpointHost:
         self.startup_timeout_s = startup_timeout_s
         self.startup_delay_s = startup_delay_s
         self.install_timeout_s = install_timeout_s
+        self.metrics = metrics
+        self.capture = capture
         self._start_slots = threading.BoundedSemaphore(2 * max(2, os.cpu_count() or 2))
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._lock = threading.Lock()
@@ -222,6 +236,8 @@ class EndpointHost:
         from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
+        from dropship.local import capture
+
         host = self
         original_create = SageMakerModelBackend.create_endpoint
         original_delete = SageMakerModelBackend.delete_endpoint
@@ -231,21 +247,23 @@ class EndpointHost:
                 arn = FakeEndpoint.arn_formatter(endpoint_name, backend.account_id, backend.region_name)
                 raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
             endpoint = original_create(backend, endpoint_name, endpoint_config_name, tags)
-            if not endpoint.data_capture_config:
-                # moto answers `{}`, which breaks SageMaker SDK v3's Endpoint.get; SageMaker leaves it out
-                endpoint.data_capture_config = None  # type: ignore[assignment]
+            # SageMaker's summary, or nothing (moto answers `{}`, which breaks SageMaker SDK v3's Endpoint.get)
+            endpoint.data_capture_config = capture.summary(endpoint.data_capture_config)  # type: ignore[assignment]
             host._set_status(backend, endpoint, "Creating")
             host._launch(backend, endpoint, endpoint_config_name)
             return endpoint
 
         def delete_endpoint(backend: Any, endpoint_name: str) -> None:
             endpoint = backend.endpoints.get(endpoint_name)
+            if endpoint is not None and endpoint.endpoint_status in IN_PROGRESS:
+                raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
             record = host._cancel((backend.account_id, backend.region_name, endpoint_name))
             original_delete(backend, endpoint_name)
             if endpoint is not None:
                 host._put_event(backend, endpoint, "Deleting")
             if record is not None:
                 host._stop_servers(record)
+            host._forget(backend.account_id, backend.region_name, endpoint_name)
 
         def invoke_endpoint_action(response: Any) -> Any:
             name = unquote(response.path.split("/")[2])
@@ -457,6 +475,7 @@ class EndpointHost:
         """``InvokeEndpoint`` as SageMaker answers it: the container's reply, or its errors."""
         from moto.sagemaker.models import sagemaker_backends
 
+        started = time.perf_counter()
         endpoint = sagemaker_backends[account_id][region].endpoints.get(name)
         record = self._endpoints.get((account_id, region, name))
         server = record.serving if record is not None else None
@@ -474,17 +493,26 @@ class EndpointHost:
         if headers.get("X-Amzn-SageMaker-Custom-Attributes"):
             forward["X-Amzn-SageMaker-Custom-Attributes"] = headers["X-Amzn-SageMaker-Custom-Attributes"]
         data = body if isinstance(body, bytes) else (body or "").encode()
+        sent = time.perf_counter()
+        answer, status, exchange = self._forward(server, name, data, forward, headers)
+        self._observe(account_id, region, endpoint, server, started, time.perf_counter() - sent, status, exchange)
+        return answer
+
+    def _forward(
+        self, server: _Server, name: str, data: bytes, forward: dict[str, str], headers: Any
+    ) -> tuple[tuple[int, dict[str, str], bytes | str], int, Exchange | None]:
+        """POST /invocations: SageMaker's answer, the container's status (0: none) and, if it succeeded, the
+        exchange for data capture."""
         log_path = server.log_path
         try:
             reply = requests.post(f"{server.url}/invocations", data=data, headers=forward, timeout=INVOCATION_TIMEOUT_S)
         except requests.Timeout:
-            return _model_error(
-                0, "Your invocation timed out while waiting for a response from container primary.", log_path
-            )
+            message = "Your invocation timed out while waiting for a response from container primary."
+            return _model_error(0, message, log_path), 0, None
         except requests.RequestException as exc:
-            return _model_error(0, f"Could not reach container primary: {exc}", log_path)
+            return _model_error(0, f"Could not reach container primary: {exc}", log_path), 0, None
         if reply.status_code >= 400:
-            return _model_error(reply.status_code, reply.text, log_path)
+            return _model_error(reply.status_code, reply.text, log_path), reply.status_code, None
         out = {
             "Content-Type": reply.headers.get("Content-Type", "application/json"),
             "x-Amzn-Invoked-Production-Variant": server.variant_name,
@@ -492,9 +520,65 @@ class EndpointHost:
         custom = reply.headers.get("X-Amzn-SageMaker-Custom-Attributes")
         if custom:
             out["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return 200, out, reply.content
+        exchange = Exchange(
+            endpoint_name=name,
+            variant_name=server.variant_name,
+            request_body=data,
+            request_content_type=forward["Content-Type"],
+            response_body=reply.content,
+            response_content_type=out["Content-Type"],
+            inference_id=headers.get("X-Amzn-SageMaker-Inference-Id") or None,
+        )
+        return (200, out, reply.content), reply.status_code, exchange
+
+    def _observe(
+        self,
+        account_id: str,
+        region: str,
+        endpoint: Any,
+        server: _Server,
+        started: float,
+        model_latency_s: float,
+        status: int,
+        exchange: Exchange | None = None,
+    ) -> None:
+        """SageMaker's invocation metrics, and data capture of a successful invocation. Never fails the call."""
+        try:
+            if self.metrics is not None:
+                self.metrics.record(
+                    account_id,
+                    region,
+                    endpoint.endpoint_name,
+                    server.variant_name,
+                    status=status,
+                    model_latency_us=model_latency_s * 1e6,
+                    overhead_latency_us=(time.perf_counter() - started - model_latency_s) * 1e6,
+                    instance_count=variant_instances(endpoint, server.variant_name),
+                )
+            if self.capture is not None and exchange is not None:
+                from moto.sagemaker.models import sagemaker_backends
+
+                config = sagemaker_backends[account_id][region].endpoint_configs.get(endpoint.endpoint_config_name)
+                self.capture.capture(account_id, config.data_capture_config if config else None, exchange)
+        except Exception:
+            log.exception(
+                "endpoint %s: could not record the invocation's metrics or data capture", endpoint.endpoint_name
+            )
 
     # -- stopping -----------------------------------------------------------------------------------
+    def _forget(self, account_id: str, region: str, endpoint_name: str) -> None:
+        """A deleted endpoint: what it captured is written, its scalable targets deregistered, as in AWS."""
+        from dropship.local import autoscaling
+
+        try:
+            autoscaling.deregister_endpoint(account_id, region, endpoint_name)
+            if self.capture is not None:
+                self.capture.flush(endpoint_name)
+            if self.metrics is not None:
+                self.metrics.forget(account_id, region, endpoint_name)
+        except Exception:  # the endpoint is deleted whatever its bookkeeping does
+            log.exception("endpoint %s: could not clean up after its deletion", endpoint_name)
+
     def _cancel(self, key: tuple[str, str, str]) -> _Endpoint | None:
         with self._lock:
             record = self._endpoints.pop(key, None)
@@ -531,6 +615,16 @@ class EndpointHost:
         for thread in [*stoppers, *self._threads]:
             thread.join(timeout=STOP_GRACE_S * 3)
         self._threads = []
+
+
+def variant_instances(endpoint: Any, variant_name: str) -> int | None:
+    """The variant's current instance count (None: serverless, which has no InvocationsPerInstance)."""
+    for variant in endpoint.production_variants or []:
+        if variant.get("VariantName") == variant_name:
+            if variant.get("CurrentServerlessConfig"):
+                return None
+            return int(variant.get("CurrentInstanceCount") or 1)
+    return 1
 
 
 def state_change_detail(backend: Any, endpoint: Any, status: str) -> dict[str, Any]:

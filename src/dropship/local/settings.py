@@ -14,6 +14,8 @@ ENV_NAMES = {
     "lambda_concurrency": "DROPSHIP_LOCAL_LAMBDA_CONCURRENCY",
     "lambda_function_concurrency": "DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY",
     "lambda_throttle_wait_s": "DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS",
+    "alarm_evaluation_s": "DROPSHIP_LOCAL_ALARM_EVALUATION_SECONDS",
+    "capture_flush_s": "DROPSHIP_LOCAL_CAPTURE_FLUSH_SECONDS",
 }
 
 
@@ -37,6 +39,11 @@ class LocalSettings:
     # How long an invocation over a limit waits for a slot before it is throttled (HTTP 429). Long: the
     # limits stand in for memory, not for AWS's (1,000 at once), and a release must not fail on them.
     lambda_throttle_wait_s: float = 60.0
+    # CloudWatch evaluates metric alarms about once a minute; locally every few seconds, so a watched release
+    # rolls back soon after its bad period ends (0: no evaluation, alarms change only by SetAlarmState).
+    alarm_evaluation_s: float = 2.0
+    # Data capture files are written to S3 this often (SageMaker takes a minute or two).
+    capture_flush_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
