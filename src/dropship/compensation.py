@@ -20,7 +20,6 @@ from dropship.waits import EndpointWait, EndpointWaits
 MESSAGE_LIMIT = 4000
 
 
-
 def safe_cause(cause: str) -> str:
     """A cause fit for people and events: no execution state, manifest or stack trace ever leaks through.
 

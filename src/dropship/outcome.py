@@ -5,6 +5,7 @@ reaper."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,6 +29,8 @@ from dropship.notify import ErrorDetail, Notifier, ReleaseEventDetail
 from dropship.parts import Parts
 from dropship.release import ExecutionState, Release, WatchOutcome, iso, utc_now
 
+log = logging.getLogger(__name__)
+
 
 def clean_up(parts: Parts, state: ExecutionState, execution_arn: str, started_at: datetime) -> ErrorDetail:
     """After any failure: if the alias had moved (the watch tripped), move it back; delete what this
@@ -39,11 +42,23 @@ def clean_up(parts: Parts, state: ExecutionState, execution_arn: str, started_at
         ref = ReleaseRef.of(release)
         notes = []
         if state.alias is not None:
+            record_watch(parts, release)
             notes.append(roll_back(parts, ref, started_at, state.alias.previous, failure.message))
         notes += compensate(parts, ref, started_at)
         if notes:
             failure = failure.model_copy(update={"message": f"{failure.message} (clean-up: {'; '.join(notes)})"})
     return finish_failed(parts.table, parts.notifier, state, execution_arn, started_at, failure)
+
+
+def record_watch(parts: Parts, release: Release) -> None:
+    """What the watch saw until it tripped, for the history (best effort: the rollback matters more)."""
+    try:
+        record = parts.watches.get(release.model, release.alias)
+        if record is not None and record.execution_arn == release.execution_arn:
+            figures = parts.watches.figures(record)
+            parts.table.put_release(release.model, release.started_at, release.execution_arn, watch=figures)
+    except Exception:  # the figures are a courtesy: the rollback and the clean-up must go on
+        log.warning("could not record what the watch of %s saw", release.endpoint_name, exc_info=True)
 
 
 # -- notifications and history ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ from dropship.aws import error_code
 from dropship.endpoints import VARIANT
 from dropship.errors import AlarmTriggeredError
 from dropship.history import ReleaseTable, execution_name
-from dropship.release import Release, WatchFigures, WatchOutcome, WatchPlan
+from dropship.release import Release, WatchFigures, WatchOutcome
 
 WATCH_TTL_S = 7 * 24 * 3600
 NAMESPACE = "AWS/SageMaker"
@@ -51,6 +51,7 @@ class WatchRecord(BaseModel):
     alarms: list[str]
     started: float
     until: float
+    period_s: int = 60
 
 
 class Watches:
@@ -82,8 +83,8 @@ class Watches:
                 AlarmName=names["errors"],
                 AlarmDescription=f"dropship watch of {release.model} {release.version}: the share of 5xx answers",
                 Metrics=[
-                    _stat("errors", "Invocation5XXErrors", "Sum", dimensions, plan),
-                    _stat("invocations", "Invocations", "Sum", dimensions, plan),
+                    _stat("errors", "Invocation5XXErrors", "Sum", dimensions, plan.period_s),
+                    _stat("invocations", "Invocations", "Sum", dimensions, plan.period_s),
                     {"Id": "share", "Expression": "errors / invocations", "Label": "5xx share", "ReturnData": True},
                 ],
                 Threshold=plan.max_error_rate,
@@ -123,6 +124,7 @@ class Watches:
             alarms=[*self.put_guards(release), *release.watch.alarms],
             started=started,
             until=started + release.watch.bake_s,
+            period_s=release.watch.period_s,
         )
         self.dynamodb.put_item(
             TableName=self.table,
@@ -207,21 +209,21 @@ class Watches:
                     return str(alarm["AlarmName"]), str(alarm.get("StateReason", ""))
         return None
 
-    def figures(self, record: WatchRecord, plan: WatchPlan) -> WatchFigures:
+    def figures(self, record: WatchRecord) -> WatchFigures:
         """Invocations, 5xx answers and the worst p99 latency of the new endpoint since the watch began."""
         dimensions = [
             {"Name": "EndpointName", "Value": record.endpoint_name},
             {"Name": "VariantName", "Value": VARIANT},
         ]
-        start = datetime.fromtimestamp(record.started, UTC) - timedelta(seconds=plan.period_s)
+        start = datetime.fromtimestamp(record.started, UTC) - timedelta(seconds=record.period_s)
         result = self.cloudwatch.get_metric_data(
             MetricDataQueries=[
-                _stat("invocations", "Invocations", "Sum", dimensions, plan, data=True),
-                _stat("errors", "Invocation5XXErrors", "Sum", dimensions, plan, data=True),
-                _stat("latency", "ModelLatency", "p99", dimensions, plan, data=True),
+                _stat("invocations", "Invocations", "Sum", dimensions, record.period_s, data=True),
+                _stat("errors", "Invocation5XXErrors", "Sum", dimensions, record.period_s, data=True),
+                _stat("latency", "ModelLatency", "p99", dimensions, record.period_s, data=True),
             ],
             StartTime=start,
-            EndTime=datetime.now(UTC) + timedelta(seconds=plan.period_s),
+            EndTime=datetime.now(UTC) + timedelta(seconds=record.period_s),
         )
         values = {series["Id"]: list(series.get("Values", [])) for series in result.get("MetricDataResults", [])}
         latency = values.get("latency") or []
@@ -261,13 +263,13 @@ def alarm_message(record: WatchRecord, alarm: str, reason: str, figures: WatchFi
 
 
 def _stat(
-    query_id: str, metric: str, stat: str, dimensions: list[dict[str, str]], plan: WatchPlan, data: bool = False
+    query_id: str, metric: str, stat: str, dimensions: list[dict[str, str]], period_s: int, data: bool = False
 ) -> dict[str, Any]:
     return {
         "Id": query_id,
         "MetricStat": {
             "Metric": {"Namespace": NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
-            "Period": plan.period_s,
+            "Period": period_s,
             "Stat": stat,
         },
         "ReturnData": data,
@@ -284,7 +286,7 @@ def watch_release(table: ReleaseTable, watches: Watches, release: Release, task_
         watches.succeed(task_token, WatchOutcome())
         return "not watched"
     record = watches.start(release, task_token)
-    figures = watches.figures(record, release.watch)
+    figures = watches.figures(record)
     table.put_release(release.model, release.started_at, release.execution_arn, watch=figures)
     tripped = watches.tripped(record)
     if tripped is not None:
@@ -304,7 +306,8 @@ def on_alarm_state(watches: Watches, alarm_name: str, state: str, reason: str) -
         return []
     failed = []
     for record in watches.watching(alarm_name):
-        watches.fail(record.task_token, AlarmTriggeredError(alarm_message(record, alarm_name, reason, None)))
+        figures = watches.figures(record)
+        watches.fail(record.task_token, AlarmTriggeredError(alarm_message(record, alarm_name, reason, figures)))
         failed.append(record.execution_arn)
     return failed
 

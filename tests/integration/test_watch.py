@@ -57,8 +57,8 @@ def traffic(stack: Harness, model: str) -> Iterator[list[int]]:
         sender.join(timeout=10)
 
 
-def release_events(stack: Harness, model: str, detail_type: str) -> list[dict[str, Any]]:
-    return [e for e in stack.release_events(model) if e["detail-type"] == detail_type]
+def of_type(events: list[dict[str, Any]], detail_type: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["detail-type"] == detail_type]
 
 
 def record_of(stack: Harness, model: str, version: str) -> dict[str, Any]:
@@ -90,10 +90,11 @@ def test_a_release_that_fails_under_traffic_rolls_itself_back(stack: Harness) ->
     assert bad["rolled_back_to"] == "1" and "5xx-share" in bad["rollback_reason"]
     assert bad["watch"]["errors_5xx"] > 0
     assert record_of(stack, model, "1")["rolled_back_from"] == "2"
-    (rolled_back,) = release_events(stack, model, "Release Rolled Back")
+    events = stack.release_events(model)
+    (rolled_back,) = of_type(events, "Release Rolled Back")
     assert rolled_back["detail"]["version"] == "1" and rolled_back["detail"]["rolled_back_from"] == "2"
     assert "5xx-share" in rolled_back["detail"]["reason"]
-    assert release_events(stack, model, "Release Failed")[-1]["detail"]["error"]["code"] == "AlarmTriggered"
+    assert of_type(events, "Release Failed")[-1]["detail"]["error"]["code"] == "AlarmTriggered"
 
 
 def _watched_for(stack: Harness, outcome: Outcome) -> float:
