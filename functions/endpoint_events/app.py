@@ -5,6 +5,8 @@ Three inputs, one function (they share the table of waits):
 - ``{"release": ..., "task_token": ...}`` from the state machine (``lambda:invoke.waitForTaskToken``);
 - a ``SageMaker Endpoint State Change`` event from the stack's EventBridge rule;
 - ``{"sweep": true}`` from the stack's schedule, for events that never came.
+
+Code: EventBridge cannot resume a task token itself; events come in two spellings and more than once.
 """
 
 from typing import Any

@@ -1,6 +1,7 @@
 """Acquire Lock: the per-model lock that keeps two releases of one model apart, granted in upload order.
 
-(Release Lock is a direct DynamoDB integration in the state machine: one conditional DeleteItem.)
+Code, not a direct DynamoDB integration: granting in upload order reads the model's queue, checks that no
+later upload is live, and gives up after LockTimeoutSeconds. (Finish Release and Clean Up free it.)
 """
 
 from typing import Any

@@ -1,5 +1,8 @@
 """Smoke Test: send every sample to the new endpoint and record the results; a failed expectation is
-SmokeTestFailed (the stack's default sample fails only on a 5xx or no answer)."""
+SmokeTestFailed (the stack's default sample fails only on a 5xx or no answer).
+
+Code: every sample's answer is checked (status, JSON equality or schema, text, latency).
+"""
 
 from typing import Any
 

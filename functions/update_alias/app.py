@@ -1,5 +1,9 @@
 """Update Alias: register the new variant's autoscaling, then point the alias at the new endpoint, unless a
-later upload is already live. Returns the alias record written and the one it replaced."""
+later upload is already live. Returns the alias record written and the one it replaced.
+
+Code, not a direct SSM integration: the alias moves only if this upload is newer than every upload made
+live before (a conditional write of the watermark), and the autoscaling comes first.
+"""
 
 from typing import Any
 

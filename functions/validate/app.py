@@ -1,5 +1,8 @@
 """Validate Artifact: check the key, manifest and tarball; copy it to its content-addressed key; record the
-release as started and announce it."""
+release as started and announce it.
+
+Code: the tarball is streamed and inspected member by member, and the manifest resolved against the stack.
+"""
 
 from typing import Any
 

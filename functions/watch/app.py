@@ -5,6 +5,8 @@ Two inputs, one function (they share the watches in the table):
   every ``check_s`` until the bake is over;
 - a ``CloudWatch Alarm State Change`` event from the stack's rule: a watched alarm in ALARM fails the
   watch with AlarmTriggered, and Clean Up moves the alias back.
+
+Code: the guards are created for the new endpoint, and an alarm's event must find the watches it concerns.
 """
 
 from typing import Any

@@ -79,3 +79,16 @@ def transient_as_retryable() -> Iterator[None]:
         if is_transient(exc):
             raise TransientAwsError(f"{type(exc).__name__}: {exc}") from exc
         raise
+
+
+def model_error(exc: ClientError) -> tuple[int, str] | None:
+    """``(the container's status, its message)`` of InvokeEndpoint's ``ModelError``; None for any other error.
+
+    botocore puts ModelError's modelled fields (``OriginalStatusCode``, ``OriginalMessage``) at the top of
+    the parsed response, beside ``Error``.
+    """
+    if error_code(exc) != "ModelError":
+        return None
+    details: dict[str, Any] = {**exc.response.get("Error", {}), **exc.response}
+    status = int(str(details.get("OriginalStatusCode") or 500))
+    return status, str(details.get("OriginalMessage") or details.get("Message", ""))
