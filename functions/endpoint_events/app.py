@@ -17,7 +17,7 @@ from dropship import clients, deploy, settings
 from dropship.endpoints import Endpoints
 from dropship.observability import logger, task
 from dropship.release import Release
-from dropship.waits import EndpointWaits, normalise_status
+from dropship.waits import EndpointWaits
 
 
 class Env(settings.Settings):
@@ -47,13 +47,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     waits = EndpointWaits(clients.dynamodb(), settings.load(Env).table_name, clients.stepfunctions())
     if event.get("detail-type") == "SageMaker Endpoint State Change":
         change = EndpointChange.model_validate(event["detail"])
-        status = normalise_status(change.status)
-        if status is None:
-            logger.warning("unknown endpoint status", extra={"status": change.status})
-            return {"outcome": f"unknown status {change.status}"}
-        outcome = deploy.on_endpoint_status(endpoints, waits, change.endpoint_name, status, change.failure_reason)
+        outcome = deploy.on_endpoint_status(endpoints, waits, change.endpoint_name)
         logger.info(
-            "endpoint state change", extra={"endpoint_name": change.endpoint_name, "status": status, "outcome": outcome}
+            "endpoint state change",
+            extra={"endpoint_name": change.endpoint_name, "status": change.status, "outcome": outcome},
         )
         return {"outcome": outcome}
     if event.get("sweep"):

@@ -139,35 +139,34 @@ def resolve(
         waits.succeed(wait, status)
 
 
-def on_endpoint_status(
-    endpoints: Endpoints, waits: EndpointWaits, name: str, status: EndpointStatus, failure_reason: str | None
-) -> str:
-    """A state change of an endpoint (from SageMaker's event): resume its waiting release, or delete it if
-    it is doomed and SageMaker has finished with it. Duplicate events find nothing left to do."""
+def on_endpoint_status(endpoints: Endpoints, waits: EndpointWaits, name: str) -> str:
+    """An endpoint changed state (SageMaker's event says so): resume its waiting release, or delete it if it
+    is doomed and SageMaker has finished with it. What counts is the status DescribeEndpoint gives now, not
+    the event's: events come more than once and in any order. Duplicates find nothing left to do."""
     wait = waits.get(name)
     if wait is None:
         return "nothing waits for it"
+    view = endpoints.describe(name)
+    if view is None:
+        waits.forget(name, wait.execution_arn)
+        if wait.kind == "wait":
+            waits.fail(wait, InternalError(f"endpoint {name} no longer exists (deleted while its release waited)"))
+        return "gone"
     if wait.kind == "doomed":
-        if status not in SETTLED:
-            return f"doomed, still {status}"
+        if view.status not in SETTLED:
+            return f"doomed, still {view.status}"
         compensate_resources(endpoints, waits, name, wait.execution_arn)
         return "doomed: deleted"
-    view = endpoints.describe(name)
-    resolve(waits, wait, status, failure_reason, view.created if view else None)
-    return f"resumed on {status}" if status in ("InService", "Failed") else f"still waiting ({status})"
+    resolve(waits, wait, view.status, view.failure_reason, view.created)
+    settled = view.status in ("InService", "Failed")
+    return f"resumed on {view.status}" if settled else f"still waiting ({view.status})"
 
 
 def sweep(endpoints: Endpoints, waits: EndpointWaits) -> list[str]:
     """The fallback for lost events: look at every waiting or doomed endpoint once."""
-    done = []
-    for wait in waits.pending():
-        view = endpoints.describe(wait.endpoint_name)
-        if view is None:
-            waits.forget(wait.endpoint_name, wait.execution_arn)
-            continue
-        outcome = on_endpoint_status(endpoints, waits, wait.endpoint_name, view.status, view.failure_reason)
-        done.append(f"{wait.endpoint_name}: {outcome}")
-    return done
+    return [
+        f"{wait.endpoint_name}: {on_endpoint_status(endpoints, waits, wait.endpoint_name)}" for wait in waits.pending()
+    ]
 
 
 # -- smoke test and alias --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class Harness:
     """What a test needs to drive releases the way a user does: S3 uploads, then AWS APIs to observe."""
 
     def __init__(self, endpoint_url: str, outputs: dict[str, str]) -> None:
+        self.endpoint_url = endpoint_url
         self.outputs = outputs
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
 

@@ -190,3 +190,49 @@ def test_a_retirement_failure_is_a_warning_not_a_swallowed_error(stack: Harness)
     succeeded = [e for e in stack.release_events(model) if e["detail-type"] == "Release Succeeded"][-1]
     assert succeeded["detail"]["warnings"] == record["warnings"]
     assert len(stack.sagemaker_resources(model)["endpoints"]) == 3
+
+
+def _endpoint_rule(stack: Harness) -> str:
+    for rule in stack.events.list_rules()["Rules"]:
+        if "EndpointStateChanged" in rule["Name"]:
+            return str(rule["Name"])
+    raise AssertionError("no rule for SageMaker's endpoint state changes")
+
+
+def test_a_lost_endpoint_event_costs_a_check_never_the_release(stack: Harness) -> None:
+    # Given SageMaker's state-change events do not arrive (the rule is off)
+    rule = _endpoint_rule(stack)
+    stack.events.disable_rule(Name=rule)
+    try:
+        # When a release waits for its endpoint
+        outcome = stack.release("lost-event", "1", iris_artifact())
+    finally:
+        stack.events.enable_rule(Name=rule)
+    # Then the wait's own check (every EndpointCheckSeconds) finds the endpoint InService and it goes live
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    assert outcome.states.count("Wait For InService") == 1  # one state, resumed by its retried check
+    retried = [e for e in stack.history_events(outcome.execution_arn) if e["type"] == "TaskTimedOut"]
+    assert retried, "the wait should have timed out and looked for itself"
+
+
+def test_duplicate_or_early_endpoint_events_never_resume_a_release_early(stack: Harness) -> None:
+    # Given a release whose endpoint takes a while to start
+    version_id = stack.upload("early-event", "1", inference_artifact(SLOW_START))
+    execution = stack.execution_for("models/early-event/1/model.tar.gz", version_id)
+    stack.await_condition(lambda: "Wait For InService" in stack.states_entered(execution), what="waiting")
+    endpoint = next(r for r in stack.releases("early-event"))["endpoint_name"]
+    # When SageMaker's IN_SERVICE event arrives early, three times (a stale or duplicated event)
+    detail = {"EndpointName": endpoint, "EndpointStatus": "IN_SERVICE", "Tags": {"dropship:stack": "dropship"}}
+    for _ in range(3):
+        stack.events.put_events(Entries=[{
+            "Source": "aws.sagemaker", "DetailType": "SageMaker Endpoint State Change", "Detail": json.dumps(detail),
+        }])  # fmt: skip
+    # Then the release still waits for the endpoint really to be InService, and then goes live once
+    assert stack.sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Creating"
+    outcome = stack.wait(execution)
+    assert outcome.status == "SUCCEEDED", outcome.cause
+    history = stack.history_events(execution)
+    smoke = next(e for e in history if e.get("stateEnteredEventDetails", {}).get("name") == "Smoke Test")
+    in_service = stack.sagemaker.describe_endpoint(EndpointName=endpoint)["LastModifiedTime"]
+    assert smoke["timestamp"] >= in_service
+    assert outcome.states.count("Smoke Test") == 1

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from tests.artifacts import IRIS_REQUEST, inference_artifact, iris_artifact
 from tests.integration.harness import Harness, Outcome
 
@@ -62,7 +64,8 @@ def of_type(events: list[dict[str, Any]], detail_type: str) -> list[dict[str, An
 
 
 def record_of(stack: Harness, model: str, version: str) -> dict[str, Any]:
-    return next(r for r in stack.releases(model) if r["version"] == version)
+    """The newest release record of that version ({} before there is one)."""
+    return next((r for r in stack.releases(model) if r["version"] == version), {})
 
 
 def test_a_release_that_fails_under_traffic_rolls_itself_back(stack: Harness) -> None:
@@ -206,3 +209,34 @@ def test_data_capture_writes_sagemakers_capture_files_and_is_kept_on_the_next_re
     endpoint = stack.alias(model)["endpoint_name"]  # type: ignore[index]
     config = stack.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint)
     assert config["DataCaptureConfig"]["DestinationS3Uri"] == f"s3://{stack.bucket}/capture/{model}/"
+
+
+def test_status_shows_the_watch_and_a_rollback_by_hand_ends_it(
+    stack: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dropship.cli import main
+
+    monkeypatch.setenv("DROPSHIP_ENDPOINT_URL", stack.endpoint_url)
+    model = "bake-by-hand"
+    assert stack.release(model, "1", iris_artifact()).status == "SUCCEEDED"
+    execution = stack.execution_for(
+        f"models/{model}/2/model.tar.gz", stack.upload(model, "2", iris_artifact(), {"watch": {"bake_s": 300}})
+    )
+    stack.await_condition(lambda: record_of(stack, model, "2").get("stage") == "Watching", what="watching")
+
+    # When the team looks at the model while version 2 is watched
+    assert main(["status", model]) == 0
+    # Then they see the watch and what it has seen so far
+    assert "watched until" in capsys.readouterr().out
+
+    # When they roll back by hand during the watch
+    assert main(["rollback", model]) == 0
+    said = capsys.readouterr().out
+    assert "-> version 1" in said and "Ended the watch of version 2" in said
+    # Then the alias is on version 1 at once, and the release finishes without waiting out its bake
+    assert stack.alias(model)["version"] == "1"  # type: ignore[index]
+    outcome = stack.wait(execution, timeout=60)
+    assert outcome.status == "SUCCEEDED" and outcome.states[-2:] == ["Watch", "Finish Release"]
+    record = record_of(stack, model, "2")
+    assert any("ended by hand" in warning for warning in record["warnings"])
+    assert record["rolled_back_to"] == "1"

@@ -182,10 +182,10 @@ def test_an_endpoint_still_creating_is_deleted_once_it_settles(account: Account,
     assert len(account.sagemaker.list_endpoints()["Endpoints"]) == 1  # refused by SageMaker while Creating
     # When SageMaker's state-change event says it settled
     creating["now"] = False
-    assert on_endpoint_status(endpoints, account.waits, ours.endpoint_name, "InService", None) == "doomed: deleted"
+    assert on_endpoint_status(endpoints, account.waits, ours.endpoint_name) == "doomed: deleted"
     assert account.sagemaker.list_endpoints()["Endpoints"] == []
     # And a duplicate event finds nothing left to do
-    assert on_endpoint_status(endpoints, account.waits, ours.endpoint_name, "InService", None) == "nothing waits for it"
+    assert on_endpoint_status(endpoints, account.waits, ours.endpoint_name) == "nothing waits for it"
 
 
 # -- finishing a live release ---------------------------------------------------------------------------
