@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -138,3 +139,46 @@ def test_sigterm_drains_in_flight_requests_and_exits(
     assert time.monotonic() - sent < 30
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/ping", timeout=2)
+
+
+PID_PREDICTOR = "import os\n\n\ndef predict_fn(data, model):\n    return [os.getpid()] * len(data)\n"
+
+
+def _predicting_pids(server: ServeProcess, session: requests.Session, count: int) -> set[int]:
+    pids = set()
+    for _ in range(count):
+        response = session.post(server.url + "/invocations", json=[[1, 2, 3, 4]], timeout=10)
+        assert response.status_code == 200, response.text
+        pids.update(response.json())
+    return pids
+
+
+def test_requests_on_one_keep_alive_connection_reach_every_inference_process(
+    make_model_dir: MakeModelDir, start_serve: StartServe
+) -> None:
+    # Balanced per request, not per connection: a client that keeps one connection open (as SageMaker's
+    # front end does) is not pinned to one process while the other idles.
+    server = start_serve(make_model_dir(files={"code/inference.py": PID_PREDICTOR}), workers=2)
+    server.wait_healthy()
+    loaded = {line["pid"] for line in _events(server, "model_loaded")}
+    with requests.Session() as session:
+        assert _predicting_pids(server, session, 8) == loaded
+        assert len(loaded) == 2
+
+
+def test_a_killed_inference_process_is_replaced(make_model_dir: MakeModelDir, start_serve: StartServe) -> None:
+    server = start_serve(make_model_dir(files={"code/inference.py": PID_PREDICTOR}), workers=2)
+    server.wait_healthy()
+    [victim, survivor] = sorted(line["pid"] for line in _events(server, "model_loaded"))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while len(_events(server, "model_loaded")) < 3:  # the replacement loaded the model
+        assert time.monotonic() < deadline, server.log_text()
+        assert server.process.poll() is None, server.log_text()
+        time.sleep(0.05)
+    [exited] = _events(server, "inference_process_exited")
+    assert exited["level"] == "error" and exited["status"] == -signal.SIGKILL
+    replacement = _events(server, "model_loaded")[-1]["pid"]
+    assert requests.get(server.url + "/ping", timeout=5).status_code == 200
+    with requests.Session() as session:
+        assert _predicting_pids(server, session, 8) == {survivor, replacement}
