@@ -59,7 +59,7 @@ class _Pending:
 
     def __init__(self, reply: asyncio.Future[Any]) -> None:
         self.reply = reply
-        self.abandoned = False  # timed out (or its client left): the reply is only awaited to free the slot
+        self.abandoned = False  # timed out (or its client left): its answer only frees the slot
 
 
 class _Slot(asyncio.Protocol):
@@ -324,19 +324,21 @@ class InferencePool:
             raise self._timed_out() from None
         # The inference process skips a request whose deadline passed while it waited there.
         pending = slot.send((*message, time.monotonic() + max(deadline - loop.time(), 0)))
+        timer = loop.call_at(deadline, _expire, pending.reply)
         try:
-            # shield: a request that times out (or whose client goes away) leaves its reply to the slot.
-            answer = await asyncio.wait_for(asyncio.shield(pending.reply), max(deadline - loop.time(), 0))
+            answer = await pending.reply
         except TimeoutError:
-            pending.abandoned = True
+            pending.abandoned = True  # the slot stays taken until the inference process answers
             raise self._timed_out() from None
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # the client went away
             pending.abandoned = True
             raise
         except _ProcessGone:
             raise invocation_error(
                 500, "ModelError", "the inference process stopped during the invocation; see the log"
             ) from None
+        finally:
+            timer.cancel()
         if answer[0] == "error":
             raise invocation_error(*answer[1:])
         if answer[0] == "expired":
@@ -359,9 +361,9 @@ class InferencePool:
         return result
 
 
-def _expire(waiter: asyncio.Future[_Slot]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 def _stop(popen: subprocess.Popen[bytes]) -> int:

@@ -35,23 +35,27 @@ def send(sock: socket.socket, message: Any) -> None:
     sock.sendall(_LENGTH.pack(len(data)) + data)
 
 
-def receive(sock: socket.socket) -> Any:
-    """The next frame, or None when the HTTP process closed the socket."""
-    head = _read_exactly(sock, _LENGTH.size)
-    if head is None:
-        return None
-    data = _read_exactly(sock, _LENGTH.unpack(head)[0])
-    return None if data is None else pickle.loads(data)  # noqa: S301  (our own HTTP process, over a socketpair)
+class Frames:
+    """The frames arriving on a socket; one recv usually brings a whole request."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
-    buffer = bytearray()
-    while len(buffer) < size:
-        chunk = sock.recv(min(size - len(buffer), 1 << 20))
-        if not chunk:
-            return None
-        buffer += chunk
-    return bytes(buffer)
+    def next(self) -> Any:
+        """The next message, or None when the HTTP process closed the socket."""
+        buffer = self.buffer
+        while True:
+            if len(buffer) >= _LENGTH.size:
+                end = _LENGTH.size + _LENGTH.unpack_from(buffer)[0]
+                if len(buffer) >= end:
+                    data = bytes(buffer[_LENGTH.size : end])
+                    del buffer[:end]
+                    return pickle.loads(data)  # noqa: S301  (our own HTTP process, over a socketpair)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return None
+            buffer += chunk
 
 
 def answer(handler: Handler, request: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -73,7 +77,8 @@ def answer(handler: Handler, request: tuple[Any, ...]) -> tuple[Any, ...]:
 def serve_slot(handler: Handler, sock: socket.socket) -> None:
     try:
         send(sock, ("ready", handler.request_check, handler.execution_parameters_fn is not None))
-        while (request := receive(sock)) is not None:
+        frames = Frames(sock)
+        while (request := frames.next()) is not None:
             send(sock, answer(handler, request))
     except OSError:  # the HTTP process is gone: nobody is left to answer
         pass
