@@ -1,15 +1,18 @@
-"""An inference process: loads the model once, then answers the HTTP process's requests over its sockets.
+"""An inference process: loads the model once, then takes requests from the queue it shares with the others.
 
-The HTTP process (`pool.py`) starts one per `SAGEMAKER_MODEL_SERVER_WORKERS` with one connected Unix
-socket per inference thread (`DROPSHIP_INFERENCE_THREADS`). Each socket carries one request at a time:
-frames of a 4-byte length and a pickle, between two processes of the same program. The first frame on
-each socket says whether the model loaded; a failure to load ends the process with status 3.
+The HTTP process (`pool.py`) starts `SAGEMAKER_MODEL_SERVER_WORKERS` of them. They all hold the same
+end of one `SOCK_SEQPACKET` Unix socket pair: each message on it (a pickled request) is received whole
+by exactly one of the threads waiting on it (`DROPSHIP_INFERENCE_THREADS` per process), and answers go
+back the same way. A message too big for the socket travels as a memfd passed along with it. Each
+thread records in a shared table which request it runs since when, so the HTTP process knows which
+predictions are stuck and which request a dead process leaves unanswered, without a message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import os
 import pickle
 import signal
@@ -26,60 +29,110 @@ from dropship_serve.errors import InvocationError, ModelLoadError
 from dropship_serve.settings import Settings
 
 EXIT_MODEL_LOAD_FAILED = 3
-_LENGTH = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
+_INLINE = b"I"
+_MEMFD = b"M"
+INLINE_LIMIT = 32 * 1024
+"""Larger messages go through a memfd: a Unix datagram is limited by the socket's send buffer (~200 KiB)."""
+_RECEIVE_BYTES = INLINE_LIMIT + 1
 
 
-def send(sock: socket.socket, message: Any) -> None:
+# -- messages --------------------------------------------------------------------------------------------
+
+
+def send_message(sock: socket.socket, message: Any) -> None:
+    """One message, sent whole (raises BlockingIOError on a full non-blocking socket, sending nothing)."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_LENGTH.pack(len(data)) + data)
+    if len(data) <= INLINE_LIMIT:
+        sock.send(_INLINE + data)
+        return
+    fd = os.memfd_create("dropship-message", os.MFD_CLOEXEC)
+    try:
+        with open(fd, "wb", closefd=False) as f:
+            f.write(data)
+        socket.send_fds(sock, [_MEMFD], [fd])
+    finally:
+        os.close(fd)
 
 
-class Frames:
-    """The frames arriving on a socket; one recv usually brings a whole request."""
+def receive_message(sock: socket.socket) -> tuple[bool, Any]:
+    """(True, message), or (False, None) when the other side closed the socket."""
+    data, fds, _, _ = socket.recv_fds(sock, _RECEIVE_BYTES, 1)
+    if not data and not fds:
+        return False, None
+    if data[:1] == _MEMFD:
+        [fd] = fds
+        try:
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
+    else:
+        for fd in fds:
+            os.close(fd)
+        data = data[1:]
+    return True, pickle.loads(data)  # noqa: S301  (our own processes, over a socketpair)
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = bytearray()
 
-    def next(self) -> Any:
-        """The next message, or None when the HTTP process closed the socket."""
-        buffer = self.buffer
-        while True:
-            if len(buffer) >= _LENGTH.size:
-                end = _LENGTH.size + _LENGTH.unpack_from(buffer)[0]
-                if len(buffer) >= end:
-                    data = bytes(buffer[_LENGTH.size : end])
-                    del buffer[:end]
-                    return pickle.loads(data)  # noqa: S301  (our own HTTP process, over a socketpair)
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return None
-            buffer += chunk
+class SlotTable:
+    """Shared memory: per inference thread, the id of the request it runs (0: none) and since when."""
+
+    _ENTRY = struct.Struct("qd")
+
+    def __init__(self, fd: int, slots: int) -> None:
+        self.fd = fd
+        self.slots = slots
+        self._map = mmap.mmap(fd, max(slots, 1) * self._ENTRY.size)
+
+    @classmethod
+    def create(cls, slots: int) -> SlotTable:
+        fd = os.memfd_create("dropship-slots", 0)  # inherited by the inference processes
+        os.ftruncate(fd, max(slots, 1) * cls._ENTRY.size)
+        return cls(fd, slots)
+
+    def start(self, index: int, request_id: int) -> None:
+        self._ENTRY.pack_into(self._map, index * self._ENTRY.size, request_id, time.monotonic())
+
+    def finish(self, index: int) -> None:
+        self._ENTRY.pack_into(self._map, index * self._ENTRY.size, 0, 0.0)
+
+    def read(self, index: int) -> tuple[int, float]:
+        request_id, started = self._ENTRY.unpack_from(self._map, index * self._ENTRY.size)
+        return request_id, started
+
+
+# -- the process -----------------------------------------------------------------------------------------
 
 
 def answer(handler: Handler, request: tuple[Any, ...]) -> tuple[Any, ...]:
-    """("ok", result), ("error", status, code, message) or ("expired",) for one request of the HTTP process."""
-    if time.monotonic() > request[-1]:  # its deadline passed while it waited here: the client has had a 504
-        return ("expired",)
+    """The reply to (id, deadline, kind, *arguments): (id, "ok", result), (id, "error", status, code, message)
+    or (id, "expired")."""
+    request_id, deadline, kind = request[:3]
+    if time.monotonic() > deadline:  # it waited in the queue past its deadline: the client has had a 504
+        return (request_id, "expired")
     try:
-        if request[0] == "invoke":
-            _, body, headers, accepts, _ = request
-            return ("ok", handler.invoke(body, headers, accepts))
-        return ("ok", handler.execution_parameters())
+        if kind == "invoke":
+            body, headers, accepts = request[3:]
+            return (request_id, "ok", handler.invoke(body, headers, accepts))
+        return (request_id, "ok", handler.execution_parameters())
     except InvocationError as error:
-        return ("error", error.status, error.code, error.message)
+        return (request_id, "error", error.status, error.code, error.message)
     except Exception as exc:  # the core maps the hooks' errors; anything else is a bug worth a 500, not a crash
         logs.get_logger().exception("invocation failed", extra={"event": "invocation_failed"})
-        return ("error", 500, "InternalError", f"the inference process failed: {type(exc).__name__}")
+        return (request_id, "error", 500, "InternalError", f"the inference process failed: {type(exc).__name__}")
 
 
-def serve_slot(handler: Handler, sock: socket.socket) -> None:
+def serve(handler: Handler, sock: socket.socket, table: SlotTable, index: int) -> None:
+    """One inference thread: take the next request, answer it, until the HTTP process closes the socket."""
     try:
-        send(sock, ("ready", handler.request_check, handler.execution_parameters_fn is not None))
-        frames = Frames(sock)
-        while (request := frames.next()) is not None:
-            send(sock, answer(handler, request))
+        send_message(sock, ("ready", index, handler.request_check, handler.execution_parameters_fn is not None))
+        while True:
+            received, request = receive_message(sock)
+            if not received:
+                return
+            table.start(index, request[0])
+            reply = answer(handler, request)
+            table.finish(index)
+            send_message(sock, reply)
     except OSError:  # the HTTP process is gone: nobody is left to answer
         pass
 
@@ -91,13 +144,15 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def main(fds: list[int]) -> int:
-    # The HTTP process decides when to stop: it drains its requests, then closes the sockets. A Ctrl-C or
+def main(sock_fd: int, table_fd: int, slots: int, first: int) -> int:
+    """Serve slots `first` .. `first + DROPSHIP_INFERENCE_THREADS - 1` of a table of `slots`."""
+    # The HTTP process decides when to stop: it drains its requests, then closes the socket. A Ctrl-C or
     # a SIGTERM sent to the whole process group must not kill predictions in flight.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    sockets = [socket.socket(fileno=fd) for fd in fds]
+    sock = socket.socket(fileno=sock_fd)
+    table = SlotTable(table_fd, slots)
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     try:
@@ -114,15 +169,15 @@ def main(fds: list[int]) -> int:
         )
         logs.flush()
         with contextlib.suppress(OSError):
-            send(sockets[0], ("failed", message))
+            send_message(sock, ("failed", message))
         os._exit(EXIT_MODEL_LOAD_FAILED)
     threads = [
-        threading.Thread(target=serve_slot, args=(handler, sock), name=f"inference-{index}")
-        for index, sock in enumerate(sockets[1:], start=1)
+        threading.Thread(target=serve, args=(handler, sock, table, index), name=f"inference-{index}")
+        for index in range(first + 1, first + settings.inference_threads)
     ]
     for thread in threads:
         thread.start()
-    serve_slot(handler, sockets[0])
+    serve(handler, sock, table, first)
     for thread in threads:
         thread.join()
     logs.flush()
@@ -130,4 +185,4 @@ def main(fds: list[int]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main([int(fd) for fd in sys.argv[1:]]))
+    sys.exit(main(*(int(arg) for arg in sys.argv[1:5])))
