@@ -182,3 +182,54 @@ def test_a_killed_inference_process_is_replaced(make_model_dir: MakeModelDir, st
     assert requests.get(server.url + "/ping", timeout=5).status_code == 200
     with requests.Session() as session:
         assert _predicting_pids(server, session, 8) == {survivor, replacement}
+
+
+def test_ping_is_503_while_every_inference_thread_is_stuck_and_200_again_after(
+    make_model_dir: MakeModelDir, start_serve: StartServe, tmp_path: Path
+) -> None:
+    server = start_serve(
+        make_model_dir("custom", files={"scale.txt": "1"}), {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}, workers=1
+    )
+    server.wait_healthy()
+    started = tmp_path / "started"
+    payload = {"values": [1], "sleep": 4, "started_file": str(started)}
+    response = requests.post(server.url + "/invocations", data=json.dumps(payload), timeout=30)
+    assert response.status_code == 504
+    assert started.exists()
+    deadline = time.monotonic() + 10
+    while (ping := requests.get(server.url + "/ping", timeout=5)).status_code == 200:  # stuck past the timeout
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert ping.status_code == 503 and "stuck" in ping.json()["error"]["message"]
+    server.wait_healthy(timeout=30)  # the prediction returned: the thread serves again
+    response = requests.post(server.url + "/invocations", data=json.dumps({"values": [2]}), timeout=30)
+    assert response.json()["doubled"] == [2.0]
+
+
+def test_a_request_that_waited_past_its_timeout_is_not_run(
+    make_model_dir: MakeModelDir, start_serve: StartServe, tmp_path: Path
+) -> None:
+    server = start_serve(
+        make_model_dir("custom", files={"scale.txt": "1"}), {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}, workers=1
+    )
+    server.wait_healthy()
+    first_started, second_started = tmp_path / "first", tmp_path / "second"
+    statuses: list[int] = []
+
+    def slow() -> None:
+        payload = {"values": [1], "sleep": 2, "started_file": str(first_started)}
+        statuses.append(requests.post(server.url + "/invocations", data=json.dumps(payload), timeout=30).status_code)
+
+    caller = threading.Thread(target=slow)
+    caller.start()
+    deadline = time.monotonic() + 20
+    while not first_started.exists():  # the only inference thread is busy
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    payload = {"values": [1], "started_file": str(second_started)}
+    assert requests.post(server.url + "/invocations", data=json.dumps(payload), timeout=30).status_code == 504
+    caller.join(30)
+    assert statuses == [504]
+    # Once free, the thread answers the next request; the one that timed out in the queue never ran.
+    assert requests.post(server.url + "/invocations", data=json.dumps({"values": [3]}), timeout=30).status_code == 200
+    assert not second_started.exists()
