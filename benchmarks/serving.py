@@ -2,7 +2,7 @@
 
 Not a test. Run from the repository root (`make benchmark` does, after checking for nginx and wrk):
 
-    .venv/bin/python benchmarks/serving.py [--rounds 5] [--seconds 5] [--connections 16] [--workers 2]
+    .venv/bin/python benchmarks/serving.py [--rounds 8] [--seconds 4] [--connections 16] [--workers 2]
         [--classic-csv numpy|pandas] [--ceiling] [--serve path/to/another/container/serve]
 
 Both designs run as real processes on loopback, on the same scikit-learn model, payload and worker count:
@@ -411,7 +411,8 @@ def ping_under_slow_predictions(server: Server) -> dict[str, float]:
     for thread in threads:
         thread.start()
     time.sleep(0.5)  # let the slow predictions reach the workers
-    timings, statuses = [], []
+    timings: list[float] = []
+    statuses: list[int] = []
     deadline = time.perf_counter() + SLOW_SECONDS - 1.0
     while time.perf_counter() < deadline or not timings:
         status, seconds = raw_request(server.port, "GET", "/ping")
@@ -467,10 +468,14 @@ def report(results: Results, names: list[str]) -> None:
     print()
 
 
-def ratios(results: Results, name: str, base: str) -> tuple[list[float], list[float]]:
-    """Per round (the two ran back to back): requests/s ratio and p99 ratio of `name` over `base`."""
+def ratios(results: Results, name: str, base: str) -> tuple[list[float], list[float], list[float]]:
+    """Per round (the two ran back to back), `name` over `base`: requests/s, p99 and CPU per request."""
     pairs = list(zip(results.rounds[name], results.rounds[base], strict=True))
-    return [n.rps / b.rps for n, b in pairs], [n.p99_ms / b.p99_ms for n, b in pairs]
+    return (
+        [n.rps / b.rps for n, b in pairs],
+        [n.p99_ms / b.p99_ms for n, b in pairs],
+        [n.server_cpu_us / b.server_cpu_us for n, b in pairs],
+    )
 
 
 # -- main ------------------------------------------------------------------------------------------------
@@ -509,8 +514,8 @@ def load_average() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per design per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per design per round")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -598,12 +603,18 @@ def main() -> None:
                 server.stop()
 
         report(results, names)
-        rps_ratios, p99_ratios = ratios(results, "dropship", "classic")
-        rps_spread, p99_spread = spread(rps_ratios, "{:.2f}x"), spread(p99_ratios, "{:.2f}x")
-        print(f"dropship / classic, per round: requests/s {rps_spread}, p99 {p99_spread}")
+        rps_ratios, p99_ratios, cpu_ratios = ratios(results, "dropship", "classic")
+        print(
+            f"dropship / classic, per round: requests/s {spread(rps_ratios, '{:.2f}x')}, "
+            f"p99 {spread(p99_ratios, '{:.2f}x')}, server CPU per request {spread(cpu_ratios, '{:.2f}x')} "
+            f"(on saturated cores: {1 / statistics.median(cpu_ratios):.1f}x the requests/s)"
+        )
         if args.ceiling:
-            ceiling_ratios, _ = ratios(results, "dropship", "ceiling")
-            print(f"dropship / ceiling, per round: requests/s {spread(ceiling_ratios, '{:.2f}x')}")
+            ceiling_rps, _, ceiling_cpu = ratios(results, "dropship", "ceiling")
+            print(
+                f"dropship / ceiling, per round: requests/s {spread(ceiling_rps, '{:.2f}x')}, "
+                f"server CPU per request {spread(ceiling_cpu, '{:.2f}x')}"
+            )
         print(f"load average at the end {load_average()}")
         d, c = results.rounds["dropship"], results.rounds["classic"]
         rps_met = statistics.median(rps_ratios) >= 2
