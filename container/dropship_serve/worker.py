@@ -85,7 +85,7 @@ class SlotTable:
 
     @classmethod
     def create(cls, slots: int) -> SlotTable:
-        fd = os.memfd_create("dropship-slots", 0)  # inherited by the inference processes
+        fd = os.memfd_create("dropship-slots")  # handed to the inference processes (pass_fds)
         os.ftruncate(fd, max(slots, 1) * cls._ENTRY.size)
         return cls(fd, slots)
 
