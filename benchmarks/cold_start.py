@@ -161,11 +161,31 @@ def timed(python: str, module: str, path: list[str], env: dict[str, str]) -> tup
     return float(cpu), float(wall)
 
 
+# What every handler must load whatever its own code: boto3, pydantic with one model, Powertools' Logger
+# and Metrics. Its ratio to boto3 alone is the floor no handler can go under.
+FLOOR = """
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from pydantic import BaseModel
+
+
+class Request(BaseModel):
+    model: str
+
+
+Request(model="churn")
+Logger(service="dropship")
+Metrics(namespace="Dropship", service="dropship")
+"""
+
+
 def code_copy(bytecode: str, scratch: Path, python: str) -> Path:
     """The handlers and dropship as a deployed function has them: sources only, or sources and bytecode."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "functions", scratch / "functions", ignore=ignore)
     shutil.copytree(REPO / "src" / "dropship", scratch / "src" / "dropship", ignore=ignore)
+    (scratch / "floor").mkdir()
+    (scratch / "floor" / "required_libraries.py").write_text(FLOOR)
     if bytecode == "compiled":
         subprocess.run([python, "-m", "compileall", "-q", str(scratch)], check=True)
     return scratch
@@ -212,8 +232,10 @@ def main() -> None:
             for directory, envs in functions.items()
         }
         samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        floor_path = [str(root / "floor"), *site]
         for _ in range(args.runs):  # interleaved: a busy moment slows the baseline and the handlers alike
             samples["boto3"].append(timed(args.python, "boto3", site, any_env))
+            samples["floor"].append(timed(args.python, "required_libraries", floor_path, any_env))
             for directory, (env, path) in targets.items():
                 samples[directory.name].append(timed(args.python, "app", path, env))
         boto3_modules = set(import_profile(args.python, "boto3", site, any_env))
@@ -231,6 +253,12 @@ def main() -> None:
     print(f"\nPython {version}, site: {args.site}, bytecode: {args.bytecode}, median of {args.runs} fresh interpreters")
     print(f"{'':34}{'CPU':>9}{'wall':>10}{'ratio (CPU)':>13}   functions")
     print(f"{'import boto3 alone':<34}{boto3_cpu:6.1f} ms{boto3_wall:7.1f} ms{1:12.2f}x")
+    floor_cpu, floor_wall = median_ms("floor", 0), median_ms("floor", 1)
+    floor_label = "+ pydantic, Powertools (the floor)"
+    print(
+        f"{floor_label:<34}{floor_cpu:6.1f} ms{floor_wall:7.1f} ms{floor_cpu / boto3_cpu:12.2f}x"
+        "   what every handler loads before its own code"
+    )
     ratios = []
     for directory, envs in functions.items():
         cpu, wall = median_ms(directory.name, 0), median_ms(directory.name, 1)

@@ -30,10 +30,9 @@ from typing import Any
 
 import boto3
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src"))
+from dropship.local import LocalStack, free_port
 
-from dropship.local import LocalStack, free_port  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

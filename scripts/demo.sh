@@ -3,8 +3,9 @@
 #
 # Starts the local stack (an emulated AWS account running the real template, state machine, Lambda
 # code and inference container), releases a small iris model, calls it through its alias and reads its
-# endpoint's log, then shows a release whose smoke test fails leaving the alias where it was, and that
-# release's task logs. The stack is the demo's own (its own state dir, and port 4566 or another free
+# endpoint's log, then shows a release whose smoke test fails leaving the alias where it was, that
+# release's task logs, and a release that passes its smoke test but fails under real traffic and rolls
+# itself back during its watch. The stack is the demo's own (its own state dir, and port 4566 or another free
 # port when 4566 is taken), never one someone else started; it is stopped on exit.
 set -euo pipefail
 
@@ -108,7 +109,35 @@ if [[ "$live_version" != "1" ]]; then
   exit 1
 fi
 echo "-> iris/live still points at version 1; the failed release left nothing behind."
+
+heading "Release version 3 under production traffic: it passes its smoke test, but fails on larger flowers"
+mkdir -p "$WORK/iris-v3/code"
+cp "$WORK/iris/model.joblib" "$WORK/iris-v3/"
+cp demo/inference_v3.py "$WORK/iris-v3/code/inference.py"
+echo "(demo/traffic.py sends flowers of every kind through the alias meanwhile; the manifest,"
+echo " demo/release-v3-watched.json, watches the release for 90 s with at most 10% of 5xx answers)"
+"$PYTHON" demo/traffic.py iris &
+TRAFFIC=$!
+set +e
+run "$DROPSHIP" release "$WORK/iris-v3" --model iris --version 3 --manifest demo/release-v3-watched.json --wait --local
+code=$?
+set -e
+kill "$TRAFFIC" 2>/dev/null || true
+wait "$TRAFFIC" 2>/dev/null || true
+if [[ $code -eq 0 ]]; then
+  echo "demo: version 3 was expected to be rolled back by its watch, but it was released" >&2
+  exit 1
+fi
+echo "-> its watch saw the 5xx share go over 10% and rolled the alias back to version 1 (AlarmTriggered)."
+
+heading "The history shows the automatic rollback and why"
 run "$DROPSHIP" history iris --local
+live_version="$("$DROPSHIP" status iris --local --json |
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["aliases"]["live"]["version"])')"
+if [[ "$live_version" != "1" ]]; then
+  echo "demo: the live alias points at version $live_version after the rollback, expected 1" >&2
+  exit 1
+fi
 
 printf '\n%sDemo complete.%s Release your own model with: dropship release MODEL_DIR --model NAME --version 1 --wait --local\n' \
   "$BOLD" "$RESET"

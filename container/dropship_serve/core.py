@@ -205,6 +205,17 @@ def find_program(settings: Settings) -> str | None:
     return None
 
 
+def requirements_file(settings: Settings) -> str | None:
+    """The `requirements.txt` next to the program (`<model>/code/` when there is none), if there is one."""
+    try:
+        program = find_program(settings)
+    except ModelLoadError:  # the worker reports the missing program
+        program = None
+    code_dir = os.path.dirname(program) if program else os.path.join(settings.model_dir, "code")
+    path = os.path.join(code_dir, "requirements.txt")
+    return path if os.path.isfile(path) else None
+
+
 def import_program(path: str) -> ModuleType:
     directory = os.path.dirname(os.path.abspath(path))
     if directory not in sys.path:
@@ -286,21 +297,17 @@ class Handler:
 
     @classmethod
     def load(cls, settings: Settings) -> Handler:
-        """Import `inference.py` (installing its requirements), load the model and warm it up.
+        """Import `inference.py`, load the model and warm it up (`serve` installed its requirements).
 
         Raises ModelLoadError with a message that says what failed; the caller exits the process.
         """
-        from dropship_serve import compat, defaults, requirements
+        from dropship_serve import compat, defaults
 
         log = get_logger()
         if not os.path.isdir(settings.model_dir):
             raise ModelLoadError(f"model directory {settings.model_dir} does not exist (SM_MODEL_DIR)")
         started = time.monotonic()
         program = find_program(settings)
-        code_dir = os.path.dirname(program) if program else os.path.join(settings.model_dir, "code")
-        requirements_file = os.path.join(code_dir, "requirements.txt")
-        if os.path.isfile(requirements_file):
-            requirements.ensure_installed(requirements_file, settings.install_requirements)
         compat.install()
         module = import_program(program) if program else None
         hooks = resolve_hooks(module, defaults)

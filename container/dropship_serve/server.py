@@ -25,6 +25,7 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # process every request passes through.
 WORKER_CLASSES = {"uvicorn": "uvicorn_worker.UvicornWorker", "asgi": "asgi"}
 EXIT_BAD_SETTINGS = 2
+EXIT_MODEL_LOAD_FAILED = 3  # as a worker's (app.EXIT_MODEL_LOAD_FAILED)
 
 
 class ServeApplication(BaseApplication):
@@ -105,6 +106,21 @@ def limit_native_threads(settings: Settings) -> dict[str, str]:
     return chosen
 
 
+def install_requirements(settings: Settings) -> bool:
+    """Install `code/requirements.txt` once, before any worker starts; False (logged) if it cannot be."""
+    from dropship_serve import core, requirements
+    from dropship_serve.errors import ModelLoadError
+
+    try:
+        path = core.requirements_file(settings)
+        if path is not None:
+            requirements.ensure_installed(path, settings.install_requirements, settings.allow_package_sources)
+    except ModelLoadError as exc:
+        logs.get_logger().critical(str(exc), extra={"event": "model_load_failed", "model_dir": settings.model_dir})
+        return False
+    return True
+
+
 def main() -> int:
     try:
         settings = Settings.from_env()
@@ -120,6 +136,8 @@ def main() -> int:
             extra={"event": "model_load_failed", "model_dir": settings.model_dir},
         )
         return EXIT_BAD_SETTINGS
+    if not install_requirements(settings):
+        return EXIT_MODEL_LOAD_FAILED
     native_threads = limit_native_threads(settings)
     log.info(
         "starting",

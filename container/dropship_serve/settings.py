@@ -31,6 +31,7 @@ class Settings:
     code_dirs: tuple[str, ...] = ()
     default_accept: str = "application/json"
     install_requirements: bool = True
+    allow_package_sources: bool = False
     log_level: str = "info"
     access_log: bool = False
     graceful_timeout: int = 20
@@ -57,6 +58,7 @@ class Settings:
             code_dirs=(os.path.join(model_dir, "code"), baked),
             default_accept=_media_type(env, "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
             install_requirements=_bool(env, "DROPSHIP_INSTALL_REQUIREMENTS", True),
+            allow_package_sources=_bool(env, "DROPSHIP_ALLOW_PACKAGE_SOURCES", False),
             log_level=_choice(env, "DROPSHIP_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             access_log=_bool(env, "DROPSHIP_ACCESS_LOG", False),
             graceful_timeout=_int(env, "DROPSHIP_GRACEFUL_TIMEOUT", 20, 1, 3600),

@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dropship import clients, parts, steps
+from dropship import clients, outcome, parts
 from dropship.observability import logger, metrics, task
 from dropship.release import NotifyInput
 
@@ -23,7 +23,7 @@ from dropship.release import NotifyInput
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = NotifyInput.model_validate(event)
-    failure = steps.clean_up(parts.build(), request.state, request.execution_arn, request.started_at)
+    failure = outcome.clean_up(parts.build(), request.state, request.execution_arn, request.started_at)
     logger.info("cleaned up after a failed release", extra={"code": failure.code})
     metrics.add_metric(name="ReleaseFailed", unit=MetricUnit.Count, value=1)
     return failure.model_dump(mode="json")
@@ -31,11 +31,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @task
 def reap(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    end = steps.ExecutionEnd.model_validate(event["detail"])
+    end = outcome.ExecutionEnd.model_validate(event["detail"])
 
     def describe_input() -> str | None:
         return clients.stepfunctions().describe_execution(executionArn=end.execution_arn).get("input")
 
-    outcome = steps.reap(parts.build(), end, describe_input)
-    logger.info("execution accounted for", extra={"status": end.status, "outcome": outcome})
-    return {"outcome": outcome}
+    result = outcome.reap(parts.build(), end, describe_input)
+    logger.info("execution accounted for", extra={"status": end.status, "outcome": result})
+    return {"outcome": result}

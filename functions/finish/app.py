@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from dropship import parts, steps
+from dropship import outcome, parts
 from dropship.observability import metrics, task
 from dropship.release import NotifyInput
 
@@ -16,7 +16,7 @@ from dropship.release import NotifyInput
 @task
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = NotifyInput.model_validate(event)
-    detail = steps.finish_release(parts.build(), request.state, request.execution_arn, request.started_at)
+    detail = outcome.finish_release(parts.build(), request.state, request.execution_arn, request.started_at)
     metrics.add_metric(name="ReleaseSucceeded", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ReleaseWarnings", unit=MetricUnit.Count, value=len(detail.warnings or []))
     if detail.duration_s is not None:

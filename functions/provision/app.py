@@ -8,7 +8,7 @@ tell apart from a real one.
 
 from typing import Any
 
-from dropship import clients, settings, steps
+from dropship import clients, deploy, settings
 from dropship.alias import AliasStore
 from dropship.endpoints import Endpoints
 from dropship.observability import task
@@ -32,7 +32,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
         status = clients.stepfunctions().describe_execution(executionArn=release.execution_arn)["status"]
         return status == "RUNNING"
 
-    steps.create_endpoint(
+    deploy.create_endpoint(
         Endpoints(clients.sagemaker(), env.stack_name, clients.autoscaling()),
         EndpointWaits(clients.dynamodb(), env.table_name, clients.stepfunctions()),
         AliasStore(clients.ssm(), env.alias_prefix),

@@ -1,9 +1,12 @@
 """Validate Artifact: check the key, manifest and tarball; copy it to its content-addressed key; record the
-release as started and announce it."""
+release as started and announce it.
+
+Code: the tarball is streamed and inspected member by member, and the manifest resolved against the stack.
+"""
 
 from typing import Any
 
-from dropship import clients, settings, steps
+from dropship import clients, outcome, settings
 from dropship.artifact import ArtifactLimits
 from dropship.history import ReleaseTable
 from dropship.notify import Notifier
@@ -31,6 +34,7 @@ class Env(settings.Settings):
     default_max_error_rate: float = 0.0
     default_max_p99_latency_ms: int = 0
     watch_period_seconds: int = 60
+    allow_package_sources: bool = False
 
     def defaults(self) -> ReleaseDefaults:
         return ReleaseDefaults(
@@ -53,6 +57,7 @@ class Env(settings.Settings):
             max_error_rate=self.default_max_error_rate or None,  # 0 (the parameter's "off") is no guard
             max_p99_latency_ms=self.default_max_p99_latency_ms or None,
             watch_period_s=self.watch_period_seconds,
+            allow_package_sources=self.allow_package_sources,
         )
 
 
@@ -70,5 +75,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         table=table,
     )
     if validated.release is not None:
-        steps.announce_started(table, Notifier(clients.events(), env.event_bus_name), validated.release)
+        outcome.announce_started(table, Notifier(clients.events(), env.event_bus_name), validated.release)
     return validated.model_dump(mode="json")

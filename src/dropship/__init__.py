@@ -4,4 +4,4 @@ The domain package shared by the Lambda functions (shipped to them as a layer) a
 Nothing here creates an AWS client or reads the environment at import time.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,7 +16,7 @@ DEFAULT_ALIAS = "live"
 class AliasRecord(BaseModel):
     """Exactly the contract's fields: clients resolve ``endpoint_name`` and invoke it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     model: str
     version: str

@@ -80,7 +80,7 @@ _DEVICE_KINDS = {
 class ArtifactLimits(BaseModel):
     """Stack limits an artifact must stay under (stack parameters ``MaxArtifactBytes`` and friends)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     max_compressed_bytes: int = Field(10 * 1024**3, gt=0, description="MaxArtifactBytes")
     max_uncompressed_bytes: int = Field(20 * 1024**3, gt=0, description="MaxUncompressedBytes")
@@ -90,7 +90,7 @@ class ArtifactLimits(BaseModel):
 class ArtifactReport(BaseModel):
     """What validation learned about an artifact that passed."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Digest of the object as uploaded.")
     compressed_bytes: int = Field(ge=0, description="Size of the object.")

@@ -11,6 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
+from dropship import __version__
 from dropship.errors import TransientAwsError
 
 # What botocore's standard retry mode (the mode CLIENT_CONFIG sets) retries, as listed in
@@ -41,7 +42,7 @@ THROTTLING_STATUS_CODES = frozenset({429})
 # timeout, connection closed mid-response).
 TRANSIENT_EXCEPTIONS = (BotocoreConnectionError, HTTPClientError)
 
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="dropship/0.1")
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra=f"dropship/{__version__}")
 
 
 def client(service: str, **kwargs: Any) -> Any:
@@ -78,3 +79,16 @@ def transient_as_retryable() -> Iterator[None]:
         if is_transient(exc):
             raise TransientAwsError(f"{type(exc).__name__}: {exc}") from exc
         raise
+
+
+def model_error(exc: ClientError) -> tuple[int, str] | None:
+    """``(the container's status, its message)`` of InvokeEndpoint's ``ModelError``; None for any other error.
+
+    botocore puts ModelError's modelled fields (``OriginalStatusCode``, ``OriginalMessage``) at the top of
+    the parsed response, beside ``Error``.
+    """
+    if error_code(exc) != "ModelError":
+        return None
+    details: dict[str, Any] = {**exc.response.get("Error", {}), **exc.response}
+    status = int(str(details.get("OriginalStatusCode") or 500))
+    return status, str(details.get("OriginalMessage") or details.get("Message", ""))

@@ -44,7 +44,7 @@ FINAL_OUTCOMES: tuple[Outcome, ...] = ("SUCCEEDED", "FAILED")
 class ReleaseRecord(BaseModel):
     """One release attempt in the history table: the one definition the pipeline and the CLI share."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
 
     model: str
     execution_arn: str

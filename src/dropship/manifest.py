@@ -27,13 +27,16 @@ from dropship.errors import InvalidManifestError
 from dropship.names import MODEL_MAX_LENGTH, MODEL_PATTERN
 
 ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$"
+RESERVED_ENV_PREFIX = "DROPSHIP_"
+# Set on a model when the stack lets code/requirements.txt name its own package sources (--index-url ...).
+ALLOW_PACKAGE_SOURCES_ENV = "DROPSHIP_ALLOW_PACKAGE_SOURCES"
 INSTANCE_TYPE_PATTERN = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 TAG_KEY_PATTERN = r"^(?!aws:)[\w.:/=+\-@ ]{1,128}$"
 SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class Expectation(_Strict):
@@ -153,6 +156,7 @@ class Manifest(_Strict):
     """``release.json``: how to release this version. Every field is optional; unknown fields are errors."""
 
     model_config = ConfigDict(
+        defer_build=True,
         extra="forbid",
         frozen=True,
         title="dropship release manifest",
@@ -187,6 +191,8 @@ class Manifest(_Strict):
         for key, value in self.environment.items():
             if not _matches(ENV_KEY_PATTERN, key):
                 raise ValueError(f"environment variable name {key!r} is not valid")
+            if key.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"environment variable {key!r} is reserved ({RESERVED_ENV_PREFIX}* is the stack's)")
             if len(value) > 1024:
                 raise ValueError(f"environment variable {key!r} is longer than 1024 characters")
         for key, value in self.tags.items():

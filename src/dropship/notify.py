@@ -13,7 +13,7 @@ DetailType = Literal["Release Started", "Release Succeeded", "Release Failed", "
 
 
 class ErrorDetail(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     code: str
     message: str
@@ -22,7 +22,7 @@ class ErrorDetail(BaseModel):
 class ReleaseEventDetail(BaseModel):
     """``detail`` of every dropship event: always model, version, execution_arn."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     model: str
     version: str

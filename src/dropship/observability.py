@@ -12,6 +12,7 @@ makes goes through it, and nothing else it does talks to the network.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,9 @@ from dropship.aws import transient_as_retryable
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
+
+# Tasks that count nothing would otherwise each log Powertools' "No application metrics to publish".
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service="dropship")
 metrics = Metrics(namespace="Dropship", service="dropship")

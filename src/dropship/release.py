@@ -27,7 +27,7 @@ def iso(moment: datetime) -> str:
 
 
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class Deployment(_Data):
@@ -168,7 +168,7 @@ class AliasUpdate(_Data):
 class StateError(BaseModel):
     """``$.error`` as Step Functions' Catch writes it."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, populate_by_name=True, extra="ignore")
 
     error: str = Field("States.Runtime", alias="Error")
     cause: str = Field("", alias="Cause")
@@ -177,7 +177,7 @@ class StateError(BaseModel):
 class ExecutionState(BaseModel):
     """The whole execution state, as the clean-up and notify tasks receive it (``Payload.$: "$"``)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(defer_build=True, extra="allow")
 
     release: Release | None = None
     error: StateError | None = None
@@ -193,7 +193,7 @@ class ExecutionState(BaseModel):
 class NotifyInput(BaseModel):
     """Payload of Finish Release and Clean Up: the whole state plus the execution's identity."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(defer_build=True, extra="forbid")
 
     state: ExecutionState
     execution_arn: str

@@ -20,7 +20,7 @@ SettingsT = TypeVar("SettingsT", bound=BaseModel)
 class Settings(BaseModel):
     """Base for a function's environment: fields are upper-cased environment variable names."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="ignore")
 
 
 @functools.cache

@@ -9,7 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from dropship.aws import error_code
+from dropship.aws import model_error
 from dropship.manifest import SmokeSample
 from dropship.release import SmokeReport, SmokeResult
 
@@ -106,12 +106,10 @@ def invoke(runtime: Any, endpoint_name: str, sample: SmokeSample) -> tuple[int, 
     except (ReadTimeoutError, BotoConnectionError) as exc:
         status, body = NO_ANSWER, f"no answer from the endpoint: {exc}".encode()
     except ClientError as exc:
-        if error_code(exc) != "ModelError":
+        answer = model_error(exc)
+        if answer is None:
             raise
-        # botocore puts ModelError's modelled fields at the top of the parsed response
-        details: dict[str, Any] = {**exc.response.get("Error", {}), **exc.response}
-        status = int(str(details.get("OriginalStatusCode") or 500))
-        body = str(details.get("OriginalMessage") or details.get("Message", "")).encode()
+        status, body = answer[0], answer[1].encode()
     return status, body, (time.perf_counter() - started) * 1000
 
 

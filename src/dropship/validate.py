@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,8 +20,9 @@ from dropship.errors import (
     InvalidArtifactError,
     InvalidManifestError,
 )
+from dropship.events import S3ObjectCreated
 from dropship.history import ReleaseTable
-from dropship.manifest import Manifest, SmokeSample, WatchConfig, parse_manifest
+from dropship.manifest import ALLOW_PACKAGE_SOURCES_ENV, Manifest, SmokeSample, WatchConfig, parse_manifest
 from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, parse_drop_key, released_key, resource_name
 from dropship.release import Deployment, Release, WatchPlan
 
@@ -36,7 +36,7 @@ _IMAGE_NAME_BOUNDARIES = "/:@"
 class ReleaseDefaults(BaseModel):
     """What the stack decides when the manifest does not."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     image_uri: str
     allowed_image_prefixes: tuple[str, ...]
@@ -51,12 +51,15 @@ class ReleaseDefaults(BaseModel):
     max_error_rate: float | None = None
     max_p99_latency_ms: int | None = None
     watch_period_s: int = Field(60, ge=10)
+    allow_package_sources: bool = False
     endpoint_timeout_s: int = Field(ge=1)
     lock_timeout_s: int = Field(ge=1)
 
 
 class ValidateInput(BaseModel):
-    event: S3EventNotificationEventBridgeModel
+    model_config = ConfigDict(defer_build=True)
+
+    event: S3ObjectCreated
     execution_arn: str
     started_at: datetime
 
@@ -64,17 +67,19 @@ class ValidateInput(BaseModel):
 class Validated(BaseModel):
     """The task's result: either a release to run or a duplicate event to ignore."""
 
+    model_config = ConfigDict(defer_build=True)
+
     duplicate: bool
     release: Release | None = None
 
 
-def object_identity(event: S3EventNotificationEventBridgeModel) -> str:
+def object_identity(event: S3ObjectCreated) -> str:
     """What makes two S3 events "the same upload": the object version, else its etag and sequencer."""
     obj = event.detail.object
     return obj.version_id or f"{obj.etag}.{obj.sequencer or ''}"
 
 
-def upload_order(event: S3EventNotificationEventBridgeModel) -> str:
+def upload_order(event: S3ObjectCreated) -> str:
     """A sortable key that totally orders uploads: the event time (S3 gives whole seconds), then S3's
     sequencer compared as a hexadecimal number (it increases with every write; AWS documents it for
     ordering the events of one key, and it is all S3 offers within a second), then the key."""
@@ -84,7 +89,7 @@ def upload_order(event: S3EventNotificationEventBridgeModel) -> str:
 
 
 def validate_release(
-    event: S3EventNotificationEventBridgeModel,
+    event: S3ObjectCreated,
     execution_arn: str,
     started_at: datetime,
     defaults: ReleaseDefaults,
@@ -158,6 +163,10 @@ def resolve_watch(manifest: Manifest, defaults: ReleaseDefaults) -> WatchPlan:
 
 
 def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deployment:
+    """What SageMaker is asked to create. The stack's own variables join the manifest's environment."""
+    environment = dict(manifest.environment)
+    if defaults.allow_package_sources:
+        environment[ALLOW_PACKAGE_SOURCES_ENV] = "true"
     image = manifest.image_uri or defaults.image_uri
     if manifest.image_uri is not None and not any(
         image_matches_prefix(manifest.image_uri, prefix) for prefix in defaults.allowed_image_prefixes
@@ -171,7 +180,7 @@ def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deploym
         return Deployment(
             image_uri=image,
             serverless=manifest.serverless,
-            environment=manifest.environment,
+            environment=environment,
             tags=manifest.tags,
         )
     return Deployment(
@@ -179,7 +188,7 @@ def resolve_deployment(manifest: Manifest, defaults: ReleaseDefaults) -> Deploym
         instance_type=manifest.instance_type or defaults.instance_type,
         initial_instance_count=manifest.initial_instance_count or defaults.instance_count,
         instance_count_from_manifest=manifest.initial_instance_count is not None,
-        environment=manifest.environment,
+        environment=environment,
         tags=manifest.tags,
         autoscaling=manifest.autoscaling,
         data_capture=manifest.data_capture,

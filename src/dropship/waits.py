@@ -59,7 +59,7 @@ def normalise_status(value: str) -> EndpointStatus | None:
 class EndpointWait(BaseModel):
     """What the table records about one endpoint: an execution waiting for it, or that it is doomed."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, frozen=True, extra="ignore")
 
     endpoint_name: str
     kind: Literal["wait", "doomed"]

@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict
 from dropship.aws import error_code
 from dropship.endpoints import VARIANT
 from dropship.errors import AlarmTriggeredError
-from dropship.history import execution_name
-from dropship.release import Release, WatchFigures, WatchOutcome, WatchPlan
+from dropship.history import ReleaseTable, execution_name
+from dropship.release import Release, WatchFigures, WatchOutcome
 
 WATCH_TTL_S = 7 * 24 * 3600
 NAMESPACE = "AWS/SageMaker"
@@ -41,7 +41,7 @@ def guard_names(endpoint_name: str) -> dict[str, str]:
 
 
 class WatchRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     model: str
     alias: str
@@ -51,6 +51,7 @@ class WatchRecord(BaseModel):
     alarms: list[str]
     started: float
     until: float
+    period_s: int = 60
 
 
 class Watches:
@@ -82,8 +83,8 @@ class Watches:
                 AlarmName=names["errors"],
                 AlarmDescription=f"dropship watch of {release.model} {release.version}: the share of 5xx answers",
                 Metrics=[
-                    _stat("errors", "Invocation5XXErrors", "Sum", dimensions, plan),
-                    _stat("invocations", "Invocations", "Sum", dimensions, plan),
+                    _stat("errors", "Invocation5XXErrors", "Sum", dimensions, plan.period_s),
+                    _stat("invocations", "Invocations", "Sum", dimensions, plan.period_s),
                     {"Id": "share", "Expression": "errors / invocations", "Label": "5xx share", "ReturnData": True},
                 ],
                 Threshold=plan.max_error_rate,
@@ -123,6 +124,7 @@ class Watches:
             alarms=[*self.put_guards(release), *release.watch.alarms],
             started=started,
             until=started + release.watch.bake_s,
+            period_s=release.watch.period_s,
         )
         self.dynamodb.put_item(
             TableName=self.table,
@@ -207,21 +209,21 @@ class Watches:
                     return str(alarm["AlarmName"]), str(alarm.get("StateReason", ""))
         return None
 
-    def figures(self, record: WatchRecord, plan: WatchPlan) -> WatchFigures:
+    def figures(self, record: WatchRecord) -> WatchFigures:
         """Invocations, 5xx answers and the worst p99 latency of the new endpoint since the watch began."""
         dimensions = [
             {"Name": "EndpointName", "Value": record.endpoint_name},
             {"Name": "VariantName", "Value": VARIANT},
         ]
-        start = datetime.fromtimestamp(record.started, UTC) - timedelta(seconds=plan.period_s)
+        start = datetime.fromtimestamp(record.started, UTC) - timedelta(seconds=record.period_s)
         result = self.cloudwatch.get_metric_data(
             MetricDataQueries=[
-                _stat("invocations", "Invocations", "Sum", dimensions, plan, data=True),
-                _stat("errors", "Invocation5XXErrors", "Sum", dimensions, plan, data=True),
-                _stat("latency", "ModelLatency", "p99", dimensions, plan, data=True),
+                _stat("invocations", "Invocations", "Sum", dimensions, record.period_s, data=True),
+                _stat("errors", "Invocation5XXErrors", "Sum", dimensions, record.period_s, data=True),
+                _stat("latency", "ModelLatency", "p99", dimensions, record.period_s, data=True),
             ],
             StartTime=start,
-            EndTime=datetime.now(UTC) + timedelta(seconds=plan.period_s),
+            EndTime=datetime.now(UTC) + timedelta(seconds=record.period_s),
         )
         values = {series["Id"]: list(series.get("Values", [])) for series in result.get("MetricDataResults", [])}
         latency = values.get("latency") or []
@@ -261,14 +263,58 @@ def alarm_message(record: WatchRecord, alarm: str, reason: str, figures: WatchFi
 
 
 def _stat(
-    query_id: str, metric: str, stat: str, dimensions: list[dict[str, str]], plan: WatchPlan, data: bool = False
+    query_id: str, metric: str, stat: str, dimensions: list[dict[str, str]], period_s: int, data: bool = False
 ) -> dict[str, Any]:
     return {
         "Id": query_id,
         "MetricStat": {
             "Metric": {"Namespace": NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
-            "Period": plan.period_s,
+            "Period": period_s,
             "Stat": stat,
         },
         "ReturnData": data,
     }
+
+
+# -- the watch stage ---------------------------------------------------------------------------------
+
+
+def watch_release(table: ReleaseTable, watches: Watches, release: Release, task_token: str) -> str:
+    """Register (or renew, every ``check_s``) the watch of the live release; end it when the bake is over,
+    or fail it with AlarmTriggered when a watched alarm is in ALARM."""
+    if release.watch.bake_s == 0:
+        watches.succeed(task_token, WatchOutcome())
+        return "not watched"
+    record = watches.start(release, task_token)
+    figures = watches.figures(record)
+    table.put_release(release.model, release.started_at, release.execution_arn, watch=figures)
+    tripped = watches.tripped(record)
+    if tripped is not None:
+        watches.fail(task_token, AlarmTriggeredError(alarm_message(record, *tripped, figures)))
+        return f"tripped: {tripped[0]}"
+    if time.time() >= record.until:
+        watches.succeed(task_token, WatchOutcome(watched_s=release.watch.bake_s, figures=figures))
+        return "baked"
+    if record.started >= time.time() - release.watch.check_s:  # the first look
+        table.enter_stage(release.model, release.started_at, release.execution_arn, "Watching")
+    return f"watching until {figures.until}: {figures.describe()}"
+
+
+def on_alarm_state(watches: Watches, alarm_name: str, state: str, reason: str) -> list[str]:
+    """An alarm changed state (CloudWatch's event): a watch it concerns ends with AlarmTriggered."""
+    if state != "ALARM":
+        return []
+    failed = []
+    for record in watches.watching(alarm_name):
+        figures = watches.figures(record)
+        watches.fail(record.task_token, AlarmTriggeredError(alarm_message(record, alarm_name, reason, figures)))
+        failed.append(record.execution_arn)
+    return failed
+
+
+def end_watch_by_hand(watches: Watches, model: str, alias: str, rolled_back_to: str) -> bool:
+    """``dropship rollback`` during a watch: the watch ends, and the release finishes without it."""
+    record = watches.get(model, alias)
+    if record is None:
+        return False
+    return watches.succeed(record.task_token, WatchOutcome(ended_by_hand=f"rolled back to version {rolled_back_to}"))

@@ -93,9 +93,6 @@ def _set_time(record: logging.LogRecord) -> bool:
     return True
 
 
-logging.getLogger("dropship").addFilter(_set_time)
-
-
 def task_lines(function_name: str, request_id: str, execution_arn: str, messages: list[str], at: float) -> list[str]:
     """What one invocation of a task logs (Powertools JSON lines, correlated with the execution), at ``at``."""
     global _CLOCK
@@ -109,7 +106,12 @@ def task_lines(function_name: str, request_id: str, execution_arn: str, messages
         for message in messages:
             _POWERTOOLS.info(message)
 
-    handler({"execution_arn": execution_arn}, LambdaContext(function_name, request_id))
+    stamped = logging.getLogger("dropship")
+    stamped.addFilter(_set_time)  # only while these lines are written: other tests log through "dropship" too
+    try:
+        handler({"execution_arn": execution_arn}, LambdaContext(function_name, request_id))
+    finally:
+        stamped.removeFilter(_set_time)
     return _POWERTOOLS_OUTPUT.getvalue().splitlines()
 
 

@@ -36,7 +36,9 @@ def free_port() -> int:
 class ServeProcess:
     """A running `serve` process; its stdout and stderr go to a file read by `log_lines`."""
 
-    def __init__(self, model_dir: Path, env: dict[str, str], log_path: Path, workers: int = 1) -> None:
+    def __init__(
+        self, model_dir: Path, env: dict[str, str], log_path: Path, workers: int = 1, python: str = sys.executable
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -52,7 +54,7 @@ class ServeProcess:
         }
         self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, str(SERVE)],
+            [python, str(SERVE)],
             env=full_env,
             cwd=str(log_path.parent),  # not the repository: serve must find its package by itself
             stdout=self._log,
@@ -160,9 +162,12 @@ def start_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[.
     """Start `serve` on a model directory (not waiting); every process is stopped at the end."""
     processes: list[ServeProcess] = []
 
-    def start(model_dir: Path, env: dict[str, str] | None = None, workers: int = 1) -> ServeProcess:
+    def start(
+        model_dir: Path, env: dict[str, str] | None = None, workers: int = 1, python: str = sys.executable
+    ) -> ServeProcess:
+        """`python`: another interpreter (an environment a model's requirements may be installed into)."""
         log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-        process = ServeProcess(model_dir, env or {}, log_path, workers)
+        process = ServeProcess(model_dir, env or {}, log_path, workers, python)
         processes.append(process)
         return process
 

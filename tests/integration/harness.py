@@ -53,6 +53,7 @@ class Harness:
         )
         self.events, self.sqs = client("events"), client("sqs")
         self.lambda_, self.cfn = client("lambda"), client("cloudformation")
+        self.cloudwatch, self.autoscaling = client("cloudwatch"), client("application-autoscaling")
         self.bucket = outputs["ModelBucketName"]
         self.state_machine = outputs["ReleaseStateMachineArn"]
         self.queue_url = self._subscribe_to_release_events()

@@ -271,8 +271,9 @@ FLOW = {
     },
 }
 
-# A stand-in for container/serve with the same interface. model.json {"coef": [...]} -> dot products;
-# a file named FAIL in the model makes it exit like a failing model_fn.
+# A stand-in for container/serve with the same interface. model.json {"coef": [...]} -> dot products, of JSON
+# instances or CSV rows (answered as CSV); {"fail": "..."} is answered 500, other bad input 400; a file named FAIL
+# in the model makes it exit like a failing model_fn.
 FAKE_SERVE = """\
 import json
 import os
@@ -306,19 +307,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        status, extra = 200, {}
+        status, extra, content_type = 200, {}, "application/json"
         try:
-            data = json.loads(body)
-            rows = data["instances"] if isinstance(data, dict) else data
-            out = {"predictions": [sum(c * x for c, x in zip(coef, row)) for row in rows]}
+            if self.headers.get("Content-Type", "").startswith("text/csv"):
+                rows = [[float(x) for x in line.split(",")] for line in body.decode().splitlines() if line]
+                predictions = [sum(c * x for c, x in zip(coef, row)) for row in rows]
+                payload = "\\n".join(str(p) for p in predictions).encode()
+                content_type = "text/csv; charset=utf-8"
+            else:
+                data = json.loads(body)
+                if isinstance(data, dict) and data.get("fail"):  # a model that breaks on some input: a 500
+                    raise RuntimeError(data["fail"])
+                rows = data["instances"] if isinstance(data, dict) else data
+                payload = json.dumps({"predictions": [sum(c * x for c, x in zip(coef, row)) for row in rows]}).encode()
             attributes = self.headers.get("X-Amzn-SageMaker-Custom-Attributes")
             if attributes:
                 extra["X-Amzn-SageMaker-Custom-Attributes"] = "seen=" + attributes
+        except RuntimeError as exc:
+            status, content_type = 500, "application/json"
+            payload = json.dumps({"error": f"the model failed: {exc}"}).encode()
         except Exception as exc:
-            status, out = 400, {"error": f"bad input: {exc}"}
-        payload = json.dumps(out).encode()
+            status, content_type = 400, "application/json"
+            payload = json.dumps({"error": f"bad input: {exc}"}).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         for name, value in extra.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))

@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from dropship.local import LocalStack
-from dropship.local.hosting import endpoint_environment, event_status
+from dropship.local.hosting import endpoint_environment, event_status, requirements_file
 from tests.local.conftest import await_exit, group_of, wait_until
 from tests.local.documented import assert_shaped_like, documented
 from tests.local.sample_project import model_tarball
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 REAL_SERVE = Path(__file__).resolve().parents[2] / "container" / "serve"
+MISSING_PACKAGE = "dropship-test-package-that-does-not-exist==1.0"
+EXITED = "The primary container for production variant AllTraffic exited (exit code 3) before passing the ping health"
+
+INFLECTED = b"""\
+import json
+
+import inflection  # from code/requirements.txt
+
+
+def model_fn(model_dir):
+    return inflection
+
+
+def input_fn(body, content_type):
+    return json.loads(body)["words"]
+
+
+def predict_fn(words, model):
+    return {"camelized": [model.camelize(word) for word in words]}
+"""
 
 
 def _release(aws, stack: LocalStack, name: str, files: dict[str, bytes], environment: dict | None = None) -> None:
@@ -79,8 +101,7 @@ def test_an_endpoint_goes_creating_then_in_service_and_serves_predictions(stack:
     # When an endpoint is created for a model
     _release(aws, stack, "linear-1", {"model.json": json.dumps({"coef": [1, 2]}).encode()})
 
-    # Then it is Creating at first, then InService with a real process behind it
-    assert aws("sagemaker").describe_endpoint(EndpointName="linear-1")["EndpointStatus"] == "Creating"
+    # Then it is InService with a real process behind it (after Creating: the state changes below say so)
     assert _settled(aws, "linear-1")["EndpointStatus"] == "InService"
     pid = stack.hosting.endpoint_pid(ACCOUNT, REGION, "linear-1")
     assert pid is not None
@@ -351,3 +372,112 @@ def test_a_start_up_delay_keeps_the_endpoint_creating(stack: LocalStack, aws, mo
 )
 def test_event_statuses_are_spelled_as_in_the_event(status: str, spelled: str) -> None:
     assert event_status(status) == spelled
+
+
+@pytest.fixture
+def real_serve(stack: LocalStack) -> Iterator[None]:
+    """Endpoints run the project's real container/serve (the sample project's is a stand-in)."""
+    original = stack.hosting.serve_command
+    stack.hosting.serve_command = [sys.executable, str(REAL_SERVE)]
+    try:
+        yield
+    finally:
+        stack.hosting.serve_command = original
+
+
+def _this_start(stack: LocalStack, name: str) -> list[dict]:
+    """The structured lines the endpoint's latest process wrote."""
+    text = stack.hosting.log_path(name).read_text()
+    latest = text[text.rindex("--- ") :].splitlines()[1:]
+    return [json.loads(line) for line in latest if line.startswith("{")]
+
+
+def _interpreter(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+
+
+def test_a_model_s_requirements_install_once_into_an_environment_of_its_own(stack: LocalStack, aws, real_serve) -> None:
+    # Given a script importing a package neither the image nor the developer's environment has
+    files = {"code/inference.py": INFLECTED, "code/requirements.txt": b"inflection==0.5.1\nnumpy>=1.20\n"}
+    assert importlib.util.find_spec("inflection") is None
+
+    # When an endpoint is created for it, Then it comes into service and serves with the package
+    _release(aws, stack, "reqs-1", files)
+    assert _settled(aws, "reqs-1")["EndpointStatus"] == "InService", _settled(aws, "reqs-1").get("FailureReason")
+    reply = aws("sagemaker-runtime").invoke_endpoint(
+        EndpointName="reqs-1", Body=json.dumps({"words": ["device_type"]}), ContentType="application/json"
+    )
+    assert json.loads(reply["Body"].read()) == {"camelized": ["DeviceType"]}
+    # installed by serve, only what was missing, into an environment under the stack's cache
+    [install] = [line for line in _this_start(stack, "reqs-1") if line.get("event") == "requirements_install"]
+    assert install["unsatisfied"] == ["inflection==0.5.1"]
+    python = _interpreter(stack.hosting.endpoint_pid(ACCOUNT, REGION, "reqs-1"))
+    assert python.startswith(str(stack.run_dir / "cache" / "environments"))
+    # never into the developer's environment
+    assert importlib.util.find_spec("inflection") is None
+
+    # When a second endpoint has the same requirements, Then it reuses the environment: no pip run
+    _release(aws, stack, "reqs-2", files)
+    assert _settled(aws, "reqs-2")["EndpointStatus"] == "InService"
+    events = [line.get("event") for line in _this_start(stack, "reqs-2")]
+    assert "requirements_satisfied" in events and "requirements_install" not in events
+    assert _interpreter(stack.hosting.endpoint_pid(ACCOUNT, REGION, "reqs-2")) == python
+    for name in ("reqs-1", "reqs-2"):
+        aws("sagemaker").delete_endpoint(EndpointName=name)
+
+
+FAILING = {
+    "model_fn-raises": (
+        {"code/inference.py": b"def model_fn(model_dir):\n    raise RuntimeError('weights.bin is missing')\n"},
+        r"model_fn failed: RuntimeError: weights\.bin is missing",
+    ),
+    "missing-import": (
+        {"code/inference.py": b"import featurizer\n\n\ndef model_fn(model_dir):\n    return None\n"},
+        r"importing /.+/code/inference\.py failed: ModuleNotFoundError: No module named 'featurizer'",
+    ),
+    "bad-requirement": (
+        {"code/requirements.txt": f"{MISSING_PACKAGE}\n".encode()},
+        rf"ERROR: Could not find a version that satisfies the requirement {MISSING_PACKAGE}.*"
+        r"\(pip install -r code/requirements\.txt failed\)",
+    ),
+    "refused-index-url": (
+        {"code/requirements.txt": b"--index-url https://packages.example.invalid/simple\npandas\n"},
+        r"code/requirements\.txt line 1: --index-url is refused because it changes where packages come from; "
+        r"the stack's AllowPackageSources parameter allows it",
+    ),
+}
+
+
+@pytest.mark.parametrize(("files", "first_line"), FAILING.values(), ids=FAILING.keys())
+def test_a_failed_start_s_reason_leads_with_its_cause(
+    stack: LocalStack, aws, real_serve, files: dict[str, bytes], first_line: str
+) -> None:
+    import re
+
+    # When a model fails to start in the real container
+    name = f"cause-{list(FAILING.values()).index((files, first_line))}"
+    _release(aws, stack, name, {"model.joblib": b"", **files})
+    described = _settled(aws, name)
+
+    # Then the endpoint is Failed and its reason starts with the cause, then what happened, then the tail
+    assert described["EndpointStatus"] == "Failed"
+    reason = described["FailureReason"]
+    cause, happened, *_ = reason.split("\n")
+    assert re.fullmatch(first_line, cause), reason
+    assert happened.startswith(EXITED) and str(stack.hosting.log_path(name)) in happened
+    assert len(reason) <= 1024
+    aws("sagemaker").delete_endpoint(EndpointName=name)
+
+
+def test_the_requirements_file_is_the_one_beside_the_program(tmp_path: Path) -> None:
+    for name in ("code/requirements.txt", "code/src/requirements.txt", "requirements.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("pandas\n")
+    assert requirements_file(tmp_path, {}) == tmp_path / "code" / "requirements.txt"
+    assert requirements_file(tmp_path, {"SAGEMAKER_PROGRAM": "src/serve.py"}) == tmp_path / "code/src/requirements.txt"
+    # code outside the model is never installed locally: it would go into the developer's environment
+    assert requirements_file(tmp_path, {"SAGEMAKER_PROGRAM": "../serve.py"}) is None
+    assert requirements_file(tmp_path, {"SAGEMAKER_PROGRAM": "/opt/ml/code/serve.py"}) is None
+    assert requirements_file(tmp_path / "elsewhere", {}) is None
+    env = endpoint_environment({}, model_dir=tmp_path, home=tmp_path, port=8080, region="us-east-1")
+    assert env["DROPSHIP_INSTALL_REQUIREMENTS"] == "0"

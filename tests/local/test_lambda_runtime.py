@@ -179,7 +179,7 @@ def test_idle_workers_are_reclaimed(tmp_path: Path) -> None:
         assert runtime.worker_count("echo") == 1
         # Then its warm worker is stopped once idle long enough, and no record of it is left
         wait_until(lambda: runtime.worker_count("echo") == 0, 10)
-        assert supervisor.children() == []
+        wait_until(lambda: supervisor.children() == [], 10)
     finally:
         runtime.stop()
         supervisor.stop()
@@ -291,3 +291,33 @@ def test_warm_workers_never_outnumber_the_account_limit(stack: LocalStack, aws) 
             assert runtime.worker_count() <= 2
     finally:
         runtime.limits = original
+
+
+def test_waiting_invocations_are_served_in_order_of_arrival(tmp_path: Path) -> None:
+    from dropship.local.lambda_runtime import Limits
+
+    # Given one slot in the account, taken by a running invocation
+    runtime, supervisor, fn = _echo_runtime(tmp_path, Limits(account=1, function=1, throttle_wait_s=30))
+    served: list[int] = []
+    try:
+        first = threading.Thread(target=runtime.invoke_function, args=(fn, b'{"sleep": 1}', {}))
+        first.start()
+        wait_until(lambda: runtime.running("echo") == 1, 10)
+
+        # When three more arrive one after the other
+        def invoke(n: int) -> None:
+            runtime.invoke_function(fn, json.dumps({"n": n}).encode(), {})
+            served.append(n)
+
+        callers = []
+        for n in range(3):
+            callers.append(threading.Thread(target=invoke, args=(n,)))
+            callers[-1].start()
+            wait_until(lambda n=n: runtime.waiting() == n + 1, 10)
+        for caller in [first, *callers]:
+            caller.join()
+    finally:
+        runtime.stop()
+        supervisor.stop()
+    # Then they ran in the order they came
+    assert served == [0, 1, 2]

@@ -101,3 +101,11 @@ def test_an_image_not_starting_with_the_prefix_is_never_admitted(prefix: str, im
 
 def test_an_empty_prefix_admits_nothing() -> None:
     assert not image_matches_prefix(f"{REGISTRY}/x:1", "")
+
+
+def test_the_stack_alone_lets_requirements_name_their_own_package_sources() -> None:
+    # The container refuses --index-url and the like in code/requirements.txt unless the model carries this
+    # variable, which only the stack sets (the manifest cannot set DROPSHIP_* variables).
+    allowed = defaults(f"{REGISTRY}/").model_copy(update={"allow_package_sources": True})
+    assert resolve_deployment(Manifest(), allowed).environment == {"DROPSHIP_ALLOW_PACKAGE_SOURCES": "true"}
+    assert resolve_deployment(Manifest(), defaults(f"{REGISTRY}/")).environment == {}

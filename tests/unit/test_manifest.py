@@ -57,6 +57,14 @@ def test_full_manifest_parses() -> None:
         (b'{"environment": {"1BAD": "x"}}', "environment variable name"),
         (b'{"environment": {"OK\\n": "x"}}', "environment variable name"),
         (b'{"tags": {"aws:owner": "x"}}', "reserved"),
+        (b'{"environment": {"DROPSHIP_ALLOW_PACKAGE_SOURCES": "true"}}', "reserved"),
+        (b'{"serverless": {}, "data_capture": {"sampling_percent": 10}}', "serverless endpoints take neither"),
+        (
+            b'{"autoscaling": {"min_instances": 3, "max_instances": 2, "target_invocations_per_instance": 9}}',
+            "max_instances must be at least min_instances",
+        ),
+        (b'{"watch": {"max_error_rate": 2}}', "watch.max_error_rate"),
+        (b'{"data_capture": {"sampling_percent": 10, "capture": ["inputs"]}}', "data_capture.capture"),
         (b'{"tags": {"dropship:stack": "x"}}', "reserved"),
     ],
 )

@@ -11,19 +11,12 @@ from typing import Any
 import pytest
 
 from dropship.alias import AliasRecord
+from dropship.compensation import failure_of
+from dropship.deploy import acquire_lock, on_endpoint_status, update_alias
 from dropship.errors import AliasConflictError
 from dropship.history import ReleaseTable
+from dropship.outcome import ExecutionEnd, clean_up, finish_release, reap
 from dropship.release import ExecutionState, Release
-from dropship.steps import (
-    ExecutionEnd,
-    acquire_lock,
-    clean_up,
-    failure_of,
-    finish_release,
-    on_endpoint_status,
-    reap,
-    update_alias,
-)
 from tests.unit.conftest import Account
 from tests.unit.test_endpoints_and_errors import ROLE, release
 
@@ -151,6 +144,13 @@ def test_a_failure_before_the_release_exists_is_still_recorded_and_announced(acc
             "could not be found in the input",
         ),
         ("States.Timeout", "", "States.Timeout"),
+        (  # a watch's alarm: CloudWatch's figures in brackets are kept
+            "AlarmTriggeredError",
+            "alarm dropship-x-5xx-share went to ALARM: Threshold Crossed: 1 out of the last 1 datapoints "
+            "[0.4 (26/11/26 01:00:00)] was greater than the threshold (0.05)",
+            "alarm dropship-x-5xx-share went to ALARM: Threshold Crossed: 1 out of the last 1 datapoints "
+            "[0.4 (26/11/26 01:00:00)] was greater than the threshold (0.05)",
+        ),
     ],
 )
 def test_failure_causes_never_carry_the_state_or_traces(error: str, cause: str, expected: str) -> None:

@@ -15,7 +15,8 @@ from samtranslator.yaml_helper import yaml_parse
 from dropship import errors
 from dropship.diagram import edges, mermaid
 
-AWS_ERRORS = re.compile(r"^(States\.[A-Za-z]+|Lambda\.[A-Za-z]+)$")
+# Step Functions' own errors, and Lambda's as Step Functions names them (a runtime that died: Runtime.ExitError)
+AWS_ERRORS = re.compile(r"^(States\.[A-Za-z]+|Lambda\.[A-Za-z]+|Runtime\.ExitError)$")
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_no_transition_is_drawn_twice(asl: dict[str, Any]) -> None:
 def test_every_task_is_bounded_and_retried_with_the_one_policy(asl: dict[str, Any]) -> None:
     found = tasks(asl)
     policy = found["Validate Artifact"]["Retry"][0]
-    assert {"TransientAwsError", "Lambda.TooManyRequestsException"} <= set(policy["ErrorEquals"])
+    assert {"TransientAwsError", "Lambda.TooManyRequestsException", "Runtime.ExitError"} <= set(policy["ErrorEquals"])
     assert policy["MaxAttempts"] <= 5 and policy["BackoffRate"] >= 1
     for name, state in found.items():
         assert state["Retry"][0] == policy, f"{name} retries transient errors differently"
@@ -192,10 +193,10 @@ def test_outputs_are_the_contracts(template: dict[str, Any]) -> None:
 
 
 def test_the_cli_names_real_states_and_outputs(template: dict[str, Any], asl: dict[str, Any]) -> None:
-    from dropship.cli.release import DUPLICATE_STATE
+    from dropship.cli.release import DUPLICATE_STATE, WATCH_STATE
     from dropship.cli.stack import OUTPUT_NAMES
 
-    assert DUPLICATE_STATE in asl["States"]
+    assert DUPLICATE_STATE in asl["States"] and WATCH_STATE in asl["States"]
     assert set(OUTPUT_NAMES) == set(template["Outputs"])
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from dropship.aws import error_code
+from dropship.aws import error_code, model_error
 from dropship.cli.errors import CliError, one_line
 from dropship.cli.report import unknown_model
 from dropship.cli.stack import Stack
@@ -33,10 +33,9 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
         response = stack.client("sagemaker-runtime").invoke_endpoint(**request)
     except ClientError as exc:
         where = f"endpoint {record.endpoint_name} ({model} version {record.version})"
-        if error_code(exc) == "ModelError":
-            status = exc.response.get("OriginalStatusCode", "?")
-            message = exc.response.get("OriginalMessage") or exc.response.get("Error", {}).get("Message", "")
-            raise CliError(f"{where} returned {status}: {one_line(str(message), 500)}") from exc
+        answer = model_error(exc)
+        if answer is not None:
+            raise CliError(f"{where} returned {answer[0]}: {one_line(answer[1], 500)}") from exc
         message = exc.response.get("Error", {}).get("Message", str(exc))
         raise CliError(f"{where}: {error_code(exc)}: {one_line(str(message), 500)}") from exc
     payload = response["Body"].read()

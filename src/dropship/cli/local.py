@@ -36,11 +36,11 @@ from dropship.cli.stack import (
     ENDPOINT_ENV,
     LOCAL_ENDPOINT_URL,
     LOCAL_HOST,
-    LOCAL_PORT,
     LOCAL_REGION,
     OUTPUT_NAMES,
     Stack,
     Target,
+    local_port,
 )
 from dropship.local import paths
 from dropship.local.processes import Record, leftovers, stop_leftovers, tree_size
@@ -82,16 +82,6 @@ def pid_file() -> Path:
 
 def log_file() -> Path:
     return paths.stack_log()
-
-
-def default_port() -> int:
-    """``$DROPSHIP_LOCAL_PORT``, else 4566."""
-    raw = os.environ.get(paths.PORT_ENV, "").strip()
-    if not raw:
-        return LOCAL_PORT
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise CliError(f"{paths.PORT_ENV}={raw!r} is not a port number (1-65535)")
-    return int(raw)
 
 
 def require_local_extra() -> None:
@@ -141,7 +131,7 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
 def foreground(args: argparse.Namespace) -> int:
     """Run the stack in this process until Ctrl-C (or SIGTERM), like ``docker compose up``."""
     directory = project_dir(args.project_dir)
-    port = args.port if args.port is not None else default_port()
+    port = args.port if args.port is not None else local_port()
     _refuse_if_running()
     require_local_extra()
     from dropship.local.deploy import DeployError
@@ -177,7 +167,7 @@ def foreground(args: argparse.Namespace) -> int:
 def detach(args: argparse.Namespace) -> int:
     """Start ``python -m dropship.local`` in its own session and return once its stack is deployed."""
     directory = project_dir(args.project_dir)
-    port = args.port if args.port is not None else default_port()
+    port = args.port if args.port is not None else local_port()
     already = read_running()
     if already is not None:
         print(f"The local stack is already running (pid {already.pid}) on {already.endpoint_url}.")
@@ -272,7 +262,7 @@ def status() -> int:
         return 0
     dead = _report_dead_stack()
     # Started some other way (a test, another state dir)? Ask the endpoint the other commands would use.
-    endpoint = os.environ.get(ENDPOINT_ENV) or f"http://{LOCAL_HOST}:{default_port()}"
+    endpoint = os.environ.get(ENDPOINT_ENV) or f"http://{LOCAL_HOST}:{local_port()}"
     if not dead and stack_outputs(endpoint) is not None:
         print(f"A local stack (not started by `dropship local up`) answers on {endpoint}.")
         _print_outputs(endpoint)
@@ -300,8 +290,8 @@ def _report_dead_stack() -> bool:
 def clean_up_after_a_dead_stack() -> None:
     """Stop what a stack that died left and remove its working files, saying so in one line."""
     recorded = read_recorded()
-    found = stop_leftovers(_records_dir())
     size = tree_size(paths.run_dir())
+    found = stop_leftovers(_records_dir())
     shutil.rmtree(paths.run_dir(), ignore_errors=True)
     pid_file().unlink(missing_ok=True)
     if recorded is None and not found and not size:

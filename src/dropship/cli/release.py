@@ -28,7 +28,7 @@ from dropship.cli.pack import (
     read_source,
 )
 from dropship.cli.stack import Stack
-from dropship.history import ReleaseTable
+from dropship.history import ReleaseRecord, ReleaseTable
 from dropship.manifest import Manifest, parse_manifest
 from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, check_model_name, check_version
 
@@ -41,6 +41,7 @@ POLL_S = 2.0
 HISTORY_PAGE = 20
 MAX_HISTORY_PAGES = 50
 DUPLICATE_STATE = "Ignore Duplicate Event"
+WATCH_STATE = "Watch"
 _STATUS_ERRORS = {"TIMED_OUT": "ExecutionTimedOut", "ABORTED": "ExecutionAborted"}
 
 
@@ -181,6 +182,7 @@ class Snapshot:
     state: str
     elapsed_s: float
     endpoint_status: str | None = None
+    watch: str | None = None  # what the watch has seen so far, while the release is watched
 
 
 class ExecutionWatcher:
@@ -204,7 +206,7 @@ class ExecutionWatcher:
         self.clock = clock
         self.sleep = sleep
         self.poll_s = POLL_S if poll_s is None else poll_s
-        self._endpoint_name: str | None = None
+        self._record: ReleaseRecord | None = None
 
     def find(self, upload: Upload, timeout_s: float) -> str:
         """The ARN of the execution that claimed exactly this object version."""
@@ -235,7 +237,8 @@ class ExecutionWatcher:
             elapsed = (datetime.now(UTC) - started).total_seconds() if isinstance(started, datetime) else 0.0
             status = execution["status"]
             endpoint = self.endpoint_status(model, arn) if status == "RUNNING" else None
-            on_progress(Snapshot(state or "Starting", max(0.0, elapsed), endpoint))
+            watch = self.watch_figures(model, arn) if status == "RUNNING" and state == WATCH_STATE else None
+            on_progress(Snapshot(state or "Starting", max(0.0, elapsed), endpoint, watch))
             if status != "RUNNING":
                 return Outcome(status, state, execution.get("error"), execution.get("cause"))
             if self.clock() >= deadline:
@@ -245,18 +248,32 @@ class ExecutionWatcher:
                 )
             self.sleep(self.poll_s)
 
+    def _release_record(self, model: str, arn: str, fresh: bool = False) -> ReleaseRecord | None:
+        """The release's history record: found by a query once, then read by its key."""
+        if self._record is None:
+            self._record = next((r for r in self.table.records(model) if r.execution_arn == arn), None)
+        elif fresh:
+            self._record = self.table.release(model, self._record.started, arn) or self._record
+        return self._record
+
     def endpoint_status(self, model: str, arn: str) -> str | None:
         """The release's endpoint as SageMaker reports it (Creating, InService, ...); None before it exists."""
-        if self._endpoint_name is None:
-            record = next((item for item in self.table.releases(model) if item.get("execution_arn") == arn), None)
-            self._endpoint_name = (record or {}).get("endpoint_name")
-            if self._endpoint_name is None:
-                return None
+        record = self._release_record(model, arn)
+        if record is None or record.endpoint_name is None:
+            self._record = None  # not recorded yet: look again next time
+            return None
         try:
-            described = self.sagemaker.describe_endpoint(EndpointName=self._endpoint_name)
+            described = self.sagemaker.describe_endpoint(EndpointName=record.endpoint_name)
         except ClientError:  # not created yet, or already cleaned up: nothing to show
             return None
         return str(described.get("EndpointStatus")) if described.get("EndpointStatus") else None
+
+    def watch_figures(self, model: str, arn: str) -> str | None:
+        """While the release is watched: until when, and what the watch has seen so far."""
+        record = self._release_record(model, arn, fresh=True)
+        if record is None or record.watch is None:
+            return None
+        return f"watched until {record.watch.until[11:19]} UTC: {record.watch.describe()}"
 
     def current_state(self, arn: str) -> str | None:
         """The name of the state entered last (by event id), reading the history newest first."""
@@ -286,21 +303,24 @@ class Progress:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = stream.isatty()
-        self.last: tuple[str, str | None] | None = None
+        self.last: tuple[str, str | None, str | None] | None = None
 
     def update(self, snapshot: Snapshot) -> None:
         endpoint = f"  endpoint {snapshot.endpoint_status}" if snapshot.endpoint_status else ""
+        endpoint += f"  {snapshot.watch}" if snapshot.watch else ""
         if self.tty:
             self.stream.write(f"\r\033[K  {snapshot.state}  ({format_duration(snapshot.elapsed_s)}){endpoint}")
             self.stream.flush()
         elif self._changed(snapshot):
             self.stream.write(f"  [{format_duration(snapshot.elapsed_s):>7}] {snapshot.state}{endpoint}\n")
             self.stream.flush()
-        self.last = (snapshot.state, snapshot.endpoint_status)
+        self.last = (snapshot.state, snapshot.endpoint_status, snapshot.watch)
 
     def _changed(self, snapshot: Snapshot) -> bool:
         """A new state, or news of the endpoint (not its status going unknown, as when the release ends)."""
         if self.last is None or snapshot.state != self.last[0]:
+            return True
+        if snapshot.watch is not None and snapshot.watch != self.last[2]:
             return True
         return snapshot.endpoint_status is not None and snapshot.endpoint_status != self.last[1]
 

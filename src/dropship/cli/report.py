@@ -145,6 +145,8 @@ def unknown_model(stack: Stack, model: str) -> CliError:
 
 def _last_detail(record: ReleaseRecord) -> str:
     if record.outcome == "RUNNING":
+        if record.stage == "Watching" and record.watch is not None:
+            return f"watched until {when(record.watch.until)}: {record.watch.describe()}"
         return f"at {record.stage or 'Started'}"
     details = []
     if record.outcome == "FAILED":
@@ -182,6 +184,8 @@ def _notes(record: ReleaseRecord) -> list[str]:
         message = record.error_message
         notes.append(f"error: {record.error_code}: {message}" if message else f"error: {record.error_code}")
     notes.extend(f"warning: {warning}" for warning in record.warnings)
+    if record.watch is not None:
+        notes.append(f"watch: {record.watch.describe()} (until {when(record.watch.until)})")
     if record.rolled_back_from:
         notes.append(
             f"live again since {when(record.live_at)}: rolled back to it from version {record.rolled_back_from}"

@@ -18,6 +18,7 @@ from dropship.history import ReleaseRecord, stamp
 from dropship.names import check_model_name
 from dropship.notify import ReleaseEventDetail
 from dropship.release import iso, utc_now
+from dropship.watch import end_watch_by_hand
 
 ROLLBACK_LOCK_LEASE_S = 300
 
@@ -28,8 +29,13 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
     table, aliases = stack.table(), stack.aliases()
     holder = f"dropship-cli-rollback:{uuid.uuid4()}"
     other = table.acquire_lock(model, holder, ROLLBACK_LOCK_LEASE_S)
+    watched = None
     if other is not None:
-        raise CliError(f"a release of {model} is in progress ({other}): roll back once it has finished")
+        # A release being watched holds the lock, but moves the alias again only if its watch trips, and
+        # then back to the same release this rollback goes to: roll back, then end its watch.
+        watched = stack.watches().get(model, alias)
+        if watched is None or watched.execution_arn != other:
+            raise CliError(f"a release of {model} is in progress ({other}): roll back once it has finished")
     try:  # read the alias and the history under the lock, so no release can move the alias meanwhile
         releases = table.records(model)
         current = aliases.get(model, alias)
@@ -59,7 +65,11 @@ def run(args: argparse.Namespace, stack_factory: Callable[[], Stack]) -> int:
                 rollback_reason="by hand, with dropship rollback",
             )  # fmt: skip
     finally:
-        table.release_lock(model, holder)
+        if watched is None:
+            table.release_lock(model, holder)
+    if watched is not None:
+        end_watch_by_hand(stack.watches(), model, alias, record.version)
+        print(f"Ended the watch of version {current.version}; its release finishes without it.")
     stack.notifier().put(
         "Release Rolled Back",
         ReleaseEventDetail(

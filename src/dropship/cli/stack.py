@@ -24,6 +24,7 @@ from dropship.cli.errors import CliError
 from dropship.history import ReleaseTable
 from dropship.local import paths
 from dropship.notify import Notifier
+from dropship.watch import Watches
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PORT = 4566
@@ -233,3 +234,8 @@ class Stack:
 
     def notifier(self) -> Notifier:
         return Notifier(self.client("events"), self.outputs.event_bus)
+
+    def watches(self) -> Watches:
+        return Watches(
+            self.client("dynamodb"), self.outputs.table_name, self.client("cloudwatch"), self.client("stepfunctions")
+        )

@@ -8,23 +8,31 @@ Here:
   (``tarfile`` ``filter="data"``) and starts ``<project>/container/serve`` on a free port with a minimal
   environment (``endpoint_environment``: nothing from the developer's shell) plus the model's
   ``Environment``, one server worker unless the model's ``SAGEMAKER_MODEL_SERVER_WORKERS`` asks for more.
+  A model with ``code/requirements.txt`` runs in a Python environment of its own (``environments``),
+  where ``serve`` installs them as the image does; never in the developer's.
   A few start at a time (twice as many as there are cores), the others wait as ``Creating``.
   ``GET /ping`` answering 200 makes it ``InService``; the process exiting or not becoming healthy within
-  ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120) makes it ``Failed`` with the tail of
-  its log as ``FailureReason``. ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY`` seconds (default 0) are waited
+  ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT`` seconds (default 120; ``DROPSHIP_LOCAL_ENDPOINT_INSTALL_TIMEOUT``
+  more, default 600, for a model with requirements) makes it ``Failed``, its ``FailureReason`` the cause
+  found in its log, then the log's last lines (``failure_reason``). ``DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY``
+  seconds (default 0) are waited
   before the process starts, to model SageMaker's minutes of provisioning in release benchmarks
   (``settings.LocalSettings``).
 - An ``InService`` endpoint whose process exits (a crash, the OOM killer, a ``kill``) becomes ``Failed``
   with a ``FailureReason`` naming the exit, as SageMaker reports an instance failure; it is not
   restarted, so a model that crashes is seen rather than hidden by a restart loop. Deleting and creating
   it again (or a new release) brings it back.
-- ``DeleteEndpoint`` stops the process group (SIGTERM, SIGKILL after a grace period) and removes its
-  model directory.
-- ``DescribeEndpoint`` leaves ``DataCaptureConfig`` out when none is configured, as SageMaker does.
+- ``DeleteEndpoint`` of an endpoint still ``Creating`` or ``Updating`` is refused as SageMaker refuses it
+  (``ValidationException`` 'Cannot update in-progress endpoint "<arn>".'). Otherwise it stops the process group
+  (SIGTERM, SIGKILL after a grace period), removes its model directory, deregisters the variants' scalable
+  targets (``autoscaling.deregister_endpoint``) and writes its pending data capture.
+- ``DescribeEndpoint`` shows ``DataCaptureConfig`` as SageMaker's summary when one is configured and leaves it
+  out otherwise (``capture.summary``).
 - ``InvokeEndpoint`` forwards body, ``ContentType``, ``Accept`` and ``CustomAttributes`` to
   ``POST /invocations``. A 4xx/5xx from the container is a ``ModelError`` (HTTP 424) as SageMaker
   reports it, pointing at the local log file; an unknown endpoint or one not ``InService`` is a
-  ``ValidationError``.
+  ``ValidationError``. Every forwarded invocation records SageMaker's invocation metrics in CloudWatch
+  (``metrics.InvocationMetrics``), and a successful one is offered to data capture (``capture.DataCapture``).
 - Every status change puts a ``SageMaker Endpoint State Change`` event (source ``aws.sagemaker``) on
   the default bus, shaped as AWS documents it (``EndpointStatus`` spelled ``IN_SERVICE``, ``CREATING``,
   ``FAILED``, ``DELETING``; times as epoch milliseconds; ``FailureReason`` when failed).
@@ -42,6 +50,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tarfile
 import threading
@@ -51,41 +60,31 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 from urllib.parse import unquote, urlparse
 
 import requests
 
 from dropship.local import paths
+from dropship.local.capture import DataCapture, Exchange
+from dropship.local.environments import EnvironmentCreationError, ModelEnvironments
+from dropship.local.failure_reason import FAILURE_REASON_MAX, failure_reason, start_marker
 from dropship.local.ports import free_port
 from dropship.local.processes import Supervisor
 from dropship.local.settings import LocalSettings
+
+if TYPE_CHECKING:
+    from dropship.local.metrics import InvocationMetrics
 
 log = logging.getLogger(__name__)
 
 INVOCATION_TIMEOUT_S = 60.0  # SageMaker real-time endpoints give the container 60 s per request
 STOP_GRACE_S = 5.0
-FAILURE_REASON_MAX = 1024  # DescribeEndpoint's FailureReason is at most 1024 characters
 _PING_INTERVAL_S = 0.1
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z])(?=[A-Z])")
-
-
-def log_tail(path: Path, limit: int, start: int = 0) -> str:
-    """The last ``limit`` characters written to ``path`` after byte ``start``: no colour codes, control
-    characters or blank lines."""
-    try:
-        with path.open("rb") as fh:
-            size = fh.seek(0, io.SEEK_END)
-            fh.seek(max(start, size - limit * 4))
-            raw = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    text = _CONTROL.sub("", _ANSI.sub("", raw))
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    return "\n".join(lines)[-limit:] if limit > 0 else ""
+# SageMaker refuses to delete an endpoint in these states ('Cannot update in-progress endpoint').
+IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack")
 
 
 def event_status(status: str) -> str:
@@ -103,10 +102,18 @@ def describe_exit(code: int) -> str:
 
 
 def endpoint_environment(
-    model_environment: Mapping[str, str], *, model_dir: Path, home: Path, port: int, region: str
+    model_environment: Mapping[str, str],
+    *,
+    model_dir: Path,
+    home: Path,
+    port: int,
+    region: str,
+    install_requirements: bool = False,
 ) -> dict[str, str]:
     """The container's whole environment: what a process needs, the model's ``Environment``, SageMaker's
-    variables. Nothing from the developer's shell (credentials, tokens, proxies) reaches a model."""
+    variables. Nothing from the developer's shell (credentials, tokens, proxies, pip's settings) reaches a
+    model. ``serve`` installs ``code/requirements.txt`` only with ``install_requirements``: when the model
+    runs in an environment of its own."""
     env = {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(home),
@@ -126,7 +133,7 @@ def endpoint_environment(
             "SM_MODEL_DIR": str(model_dir),
             "SAGEMAKER_BIND_TO_HOST": "127.0.0.1",
             "SAGEMAKER_BIND_TO_PORT": str(port),
-            "DROPSHIP_INSTALL_REQUIREMENTS": "0",
+            "DROPSHIP_INSTALL_REQUIREMENTS": "1" if install_requirements else "0",
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
         }
@@ -153,6 +160,8 @@ class _Server:
     log_start: int = 0
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    install_budget_s: float = 0.0  # more time to start: serve installs the model's requirements
     process: Any = None  # subprocess.Popen[bytes]
 
     @property
@@ -163,10 +172,9 @@ class _Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def reason(self, message: str) -> str:
-        """``message`` and the container log's tail, within SageMaker's FailureReason limit."""
-        head = f"{message} Container log ({self.log_path}):\n"
-        return head + log_tail(self.log_path, FAILURE_REASON_MAX - len(head), self.log_start)
+    def reason(self, message: str, *, with_cause: bool = True) -> str:
+        """The cause found in this start's log, ``message``, the log's tail: SageMaker's FailureReason."""
+        return failure_reason(message, self.log_path, self.log_start, with_cause=with_cause)
 
 
 @dataclass
@@ -192,16 +200,28 @@ class EndpointHost:
         supervisor: Supervisor,
         serve_command: list[str] | None = None,
         *,
+        cache_dir: Path | None = None,
         startup_timeout_s: float = LocalSettings.endpoint_startup_timeout_s,
         startup_delay_s: float = LocalSettings.endpoint_startup_delay_s,
+        install_timeout_s: float = LocalSettings.endpoint_install_timeout_s,
+        metrics: InvocationMetrics | None = None,
+        capture: DataCapture | None = None,
     ) -> None:
         self.project_dir = Path(project_dir)
         self.run_dir = Path(run_dir)
         self.log_dir = Path(log_dir)
         self.supervisor = supervisor
+        # [interpreter, script]: a model with requirements runs the script with its own environment's python
         self.serve_command = serve_command or [sys.executable, str(self.project_dir / "container" / "serve")]
+        self.environments = ModelEnvironments(
+            Path(cache_dir) if cache_dir is not None else self.run_dir / "cache",
+            pinned_requirements=self.project_dir / "container" / "requirements.txt",
+        )
         self.startup_timeout_s = startup_timeout_s
         self.startup_delay_s = startup_delay_s
+        self.install_timeout_s = install_timeout_s
+        self.metrics = metrics
+        self.capture = capture
         self._start_slots = threading.BoundedSemaphore(2 * max(2, os.cpu_count() or 2))
         self._endpoints: dict[tuple[str, str, str], _Endpoint] = {}
         self._lock = threading.Lock()
@@ -216,6 +236,8 @@ class EndpointHost:
         from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
+        from dropship.local import capture
+
         host = self
         original_create = SageMakerModelBackend.create_endpoint
         original_delete = SageMakerModelBackend.delete_endpoint
@@ -225,21 +247,23 @@ class EndpointHost:
                 arn = FakeEndpoint.arn_formatter(endpoint_name, backend.account_id, backend.region_name)
                 raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
             endpoint = original_create(backend, endpoint_name, endpoint_config_name, tags)
-            if not endpoint.data_capture_config:
-                # moto answers `{}`, which breaks SageMaker SDK v3's Endpoint.get; SageMaker leaves it out
-                endpoint.data_capture_config = None  # type: ignore[assignment]
+            # SageMaker's summary, or nothing (moto answers `{}`, which breaks SageMaker SDK v3's Endpoint.get)
+            endpoint.data_capture_config = capture.summary(endpoint.data_capture_config)  # type: ignore[assignment]
             host._set_status(backend, endpoint, "Creating")
             host._launch(backend, endpoint, endpoint_config_name)
             return endpoint
 
         def delete_endpoint(backend: Any, endpoint_name: str) -> None:
             endpoint = backend.endpoints.get(endpoint_name)
+            if endpoint is not None and endpoint.endpoint_status in IN_PROGRESS:
+                raise ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
             record = host._cancel((backend.account_id, backend.region_name, endpoint_name))
             original_delete(backend, endpoint_name)
             if endpoint is not None:
                 host._put_event(backend, endpoint, "Deleting")
             if record is not None:
                 host._stop_servers(record)
+            host._forget(backend.account_id, backend.region_name, endpoint_name)
 
         def invoke_endpoint_action(response: Any) -> Any:
             name = unquote(response.path.split("/")[2])
@@ -344,8 +368,21 @@ class EndpointHost:
         if data_url:
             _unpack(_read_s3(backend.account_id, data_url), server.model_dir, data_url)
         server.port = free_port()
+        server.command = list(self.serve_command)
+        requirements = requirements_file(server.model_dir, environment)
+        if requirements is not None:
+            try:
+                server.command[0] = self.environments.python_for(requirements, interpreter=self.serve_command[0])
+            except EnvironmentCreationError as exc:
+                raise EndpointFailure(str(exc)) from exc
+            server.install_budget_s = self.install_timeout_s
         server.env = endpoint_environment(
-            environment, model_dir=server.model_dir, home=server.base_dir, port=server.port, region=backend.region_name
+            environment,
+            model_dir=server.model_dir,
+            home=server.base_dir,
+            port=server.port,
+            region=backend.region_name,
+            install_requirements=requirements is not None,
         )
         return server
 
@@ -363,20 +400,21 @@ class EndpointHost:
             self._start_slots.release()
 
     def _spawn_and_wait(self, server: _Server, record: _Endpoint, backend: Any, endpoint: Any) -> None:
-        timeout_s = self.startup_timeout_s
+        timeout_s = self.startup_timeout_s + server.install_budget_s
         server.log_path.parent.mkdir(parents=True, exist_ok=True)
         with server.log_path.open("ab") as log_file:
             server.log_start = log_file.tell()
-            log_file.write(f"--- {datetime.now(UTC).isoformat()} starting {self.serve_command[-1]} ---\n".encode())
+            started = start_marker(" ".join(server.command), datetime.now(UTC).isoformat())
+            log_file.write(f"{started}\n".encode())
             log_file.flush()
             server.process = self.supervisor.spawn(
-                self.serve_command,
+                server.command,
                 kind="endpoint",
                 name=server.endpoint_name,
                 on_exit=lambda code: self._exited(backend, endpoint, record, server, code),
                 cwd=server.base_dir,
                 env=server.env,
-                stdin=open(os.devnull, "rb"),  # noqa: SIM115 - Popen duplicates it
+                stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
             )
@@ -414,7 +452,8 @@ class EndpointHost:
             record.serving = None
             reason = server.reason(
                 f"The primary container for production variant {server.variant_name} exited unexpectedly "
-                f"({describe_exit(code)}) while the endpoint was in service."
+                f"({describe_exit(code)}) while the endpoint was in service.",
+                with_cause=False,  # an earlier request's traceback is not why it died
             )
             log.warning("endpoint %s failed: %s", server.endpoint_name, reason)
             self._set_status(backend, endpoint, "Failed", reason)
@@ -436,6 +475,7 @@ class EndpointHost:
         """``InvokeEndpoint`` as SageMaker answers it: the container's reply, or its errors."""
         from moto.sagemaker.models import sagemaker_backends
 
+        started = time.perf_counter()
         endpoint = sagemaker_backends[account_id][region].endpoints.get(name)
         record = self._endpoints.get((account_id, region, name))
         server = record.serving if record is not None else None
@@ -453,17 +493,26 @@ class EndpointHost:
         if headers.get("X-Amzn-SageMaker-Custom-Attributes"):
             forward["X-Amzn-SageMaker-Custom-Attributes"] = headers["X-Amzn-SageMaker-Custom-Attributes"]
         data = body if isinstance(body, bytes) else (body or "").encode()
+        sent = time.perf_counter()
+        answer, status, exchange = self._forward(server, name, data, forward, headers)
+        self._observe(account_id, region, endpoint, server, started, time.perf_counter() - sent, status, exchange)
+        return answer
+
+    def _forward(
+        self, server: _Server, name: str, data: bytes, forward: dict[str, str], headers: Any
+    ) -> tuple[tuple[int, dict[str, str], bytes | str], int, Exchange | None]:
+        """POST /invocations: SageMaker's answer, the container's status (0: none) and, if it succeeded, the
+        exchange for data capture."""
         log_path = server.log_path
         try:
             reply = requests.post(f"{server.url}/invocations", data=data, headers=forward, timeout=INVOCATION_TIMEOUT_S)
         except requests.Timeout:
-            return _model_error(
-                0, "Your invocation timed out while waiting for a response from container primary.", log_path
-            )
+            message = "Your invocation timed out while waiting for a response from container primary."
+            return _model_error(0, message, log_path), 0, None
         except requests.RequestException as exc:
-            return _model_error(0, f"Could not reach container primary: {exc}", log_path)
+            return _model_error(0, f"Could not reach container primary: {exc}", log_path), 0, None
         if reply.status_code >= 400:
-            return _model_error(reply.status_code, reply.text, log_path)
+            return _model_error(reply.status_code, reply.text, log_path), reply.status_code, None
         out = {
             "Content-Type": reply.headers.get("Content-Type", "application/json"),
             "x-Amzn-Invoked-Production-Variant": server.variant_name,
@@ -471,9 +520,65 @@ class EndpointHost:
         custom = reply.headers.get("X-Amzn-SageMaker-Custom-Attributes")
         if custom:
             out["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return 200, out, reply.content
+        exchange = Exchange(
+            endpoint_name=name,
+            variant_name=server.variant_name,
+            request_body=data,
+            request_content_type=forward["Content-Type"],
+            response_body=reply.content,
+            response_content_type=out["Content-Type"],
+            inference_id=headers.get("X-Amzn-SageMaker-Inference-Id") or None,
+        )
+        return (200, out, reply.content), reply.status_code, exchange
+
+    def _observe(
+        self,
+        account_id: str,
+        region: str,
+        endpoint: Any,
+        server: _Server,
+        started: float,
+        model_latency_s: float,
+        status: int,
+        exchange: Exchange | None = None,
+    ) -> None:
+        """SageMaker's invocation metrics, and data capture of a successful invocation. Never fails the call."""
+        try:
+            if self.metrics is not None:
+                self.metrics.record(
+                    account_id,
+                    region,
+                    endpoint.endpoint_name,
+                    server.variant_name,
+                    status=status,
+                    model_latency_us=model_latency_s * 1e6,
+                    overhead_latency_us=(time.perf_counter() - started - model_latency_s) * 1e6,
+                    instance_count=variant_instances(endpoint, server.variant_name),
+                )
+            if self.capture is not None and exchange is not None:
+                from moto.sagemaker.models import sagemaker_backends
+
+                config = sagemaker_backends[account_id][region].endpoint_configs.get(endpoint.endpoint_config_name)
+                self.capture.capture(account_id, config.data_capture_config if config else None, exchange)
+        except Exception:
+            log.exception(
+                "endpoint %s: could not record the invocation's metrics or data capture", endpoint.endpoint_name
+            )
 
     # -- stopping -----------------------------------------------------------------------------------
+    def _forget(self, account_id: str, region: str, endpoint_name: str) -> None:
+        """A deleted endpoint: what it captured is written, its scalable targets deregistered, as in AWS."""
+        from dropship.local import autoscaling
+
+        try:
+            autoscaling.deregister_endpoint(account_id, region, endpoint_name)
+            if self.capture is not None:
+                self.capture.flush(endpoint_name)
+            if self.metrics is not None:
+                self.metrics.forget(account_id, region, endpoint_name)
+        except Exception:  # the endpoint is deleted whatever its bookkeeping does
+            log.exception("endpoint %s: could not clean up after its deletion", endpoint_name)
+
     def _cancel(self, key: tuple[str, str, str]) -> _Endpoint | None:
         with self._lock:
             record = self._endpoints.pop(key, None)
@@ -512,6 +617,16 @@ class EndpointHost:
         self._threads = []
 
 
+def variant_instances(endpoint: Any, variant_name: str) -> int | None:
+    """The variant's current instance count (None: serverless, which has no InvocationsPerInstance)."""
+    for variant in endpoint.production_variants or []:
+        if variant.get("VariantName") == variant_name:
+            if variant.get("CurrentServerlessConfig"):
+                return None
+            return int(variant.get("CurrentInstanceCount") or 1)
+    return 1
+
+
 def state_change_detail(backend: Any, endpoint: Any, status: str) -> dict[str, Any]:
     """``detail`` of a ``SageMaker Endpoint State Change`` event, as AWS documents it."""
     config = backend.endpoint_configs.get(endpoint.endpoint_config_name)
@@ -535,6 +650,16 @@ def state_change_detail(backend: Any, endpoint: Any, status: str) -> dict[str, A
     if status == "Failed" and endpoint.failure_reason:
         detail["FailureReason"] = endpoint.failure_reason
     return detail
+
+
+def requirements_file(model_dir: Path, environment: Mapping[str, str]) -> Path | None:
+    """The ``requirements.txt`` the container installs: beside ``SAGEMAKER_PROGRAM`` under ``code/``."""
+    program = environment.get("SAGEMAKER_PROGRAM", "").strip() or "inference.py"
+    code_dir = model_dir / "code"
+    candidate = (code_dir / program).parent / "requirements.txt"
+    if Path(program).is_absolute() or not candidate.resolve().is_relative_to(code_dir.resolve()):
+        return None  # code outside the model: not installed locally (``DROPSHIP_INSTALL_REQUIREMENTS=0``)
+    return candidate if candidate.is_file() else None
 
 
 def _read_s3(account_id: str, url: str) -> bytes:

@@ -13,14 +13,16 @@ signal: killed", worded as Lambda words it.
 Concurrency is bounded as Lambda bounds it, so memory is too (``settings.LocalSettings``): at most
 ``DROPSHIP_LOCAL_LAMBDA_CONCURRENCY`` (default 32) invocations run at once in the account, and at most
 the function's reserved concurrency (``PutFunctionConcurrency``), else
-``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 10), per function. Warm workers never outnumber
+``DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY`` (default 16), per function. Warm workers never outnumber
 the account limit (an idle one of another function is stopped to make room). An invocation over a limit
-waits up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS`` (default 5) for a slot, then is throttled as
-Lambda throttles it: HTTP 429 ``TooManyRequestsException``, which Step Functions reports as
-``Lambda.TooManyRequestsException``. (AWS's account limit, 1,000, is far above what a laptop runs; the
-short wait keeps the local limits from failing releases AWS would run.) Asynchronous invocations
-(``Event``: EventBridge targets) wait for a slot as long as it takes, as Lambda's event queue does;
-function errors are not retried (Lambda retries them twice over minutes).
+waits for a slot, up to ``DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS`` (default 60), then is throttled
+as Lambda throttles it: HTTP 429 ``TooManyRequestsException``, which Step Functions reports as
+``Lambda.TooManyRequestsException``. The wait is local: AWS's account limit (1,000) is far above what a
+laptop runs, so throttling at once would fail releases that AWS would run (a hundred releases polling
+their endpoints ask more of two cores than they give, and the state machine retries a throttle only for
+about half a minute). Asynchronous invocations (``Event``: EventBridge targets) wait for a slot as long
+as it takes, as Lambda's event queue does; function errors are not retried (Lambda retries them twice
+over minutes).
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: LocalSettings) -> Limits:
         return cls(settings.lambda_concurrency, settings.lambda_function_concurrency, settings.lambda_throttle_wait_s)
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """An invocation waiting for a concurrency slot."""
+
+    function: str
+    limit: int
 
 
 class Throttled(Exception):
@@ -250,6 +260,7 @@ class LambdaRuntime:
         self._idle: dict[str, list[_Worker]] = {}
         self._busy: set[_Worker] = set()
         self._running: Counter[str] = Counter()  # invocations holding a concurrency slot, per function
+        self._waiting: list[_Ticket] = []  # invocations waiting for one, in order of arrival
         self._slots = threading.Condition()
         self._lock = threading.Lock()
         self._stopped = False
@@ -331,25 +342,48 @@ class LambdaRuntime:
         return min(self.limits.function, self.limits.account)
 
     def _acquire(self, fn: Any, wait_s: float | None) -> None:
-        """Take a concurrency slot for ``fn``, waiting up to ``wait_s`` (forever if None); else ``Throttled``."""
-        limit = self.function_limit(fn)
+        """Take a concurrency slot for ``fn``, waiting up to ``wait_s`` (forever if None); else ``Throttled``.
+
+        Waiters are served in order of arrival, skipping those whose own function is at its limit.
+        """
+        ticket = _Ticket(fn.function_name, self.function_limit(fn))
         deadline = None if wait_s is None else time.monotonic() + wait_s
         with self._slots:
-            while True:
-                if self._stopped:
-                    raise RuntimeError("local Lambda runtime is stopped")
-                if self._running[fn.function_name] >= limit:
-                    reason = "ReservedFunctionConcurrentInvocationLimitExceeded"
-                elif self._running.total() >= self.limits.account:
-                    reason = "ConcurrentInvocationLimitExceeded"
-                else:
-                    self._running[fn.function_name] += 1
-                    return
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    log.warning("%s: throttled (%s)", fn.function_name, reason)
-                    raise Throttled(reason)
-                self._slots.wait(remaining)
+            self._waiting.append(ticket)
+            try:
+                while True:
+                    if self._stopped:
+                        raise RuntimeError("local Lambda runtime is stopped")
+                    reason = self._refusal(ticket)
+                    if reason is None:
+                        self._running[ticket.function] += 1
+                        return
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        log.warning("%s: throttled (%s)", fn.function_name, reason)
+                        raise Throttled(reason)
+                    self._slots.wait(remaining)
+            finally:
+                self._waiting.remove(ticket)
+                self._slots.notify_all()
+
+    def _refusal(self, ticket: _Ticket) -> str | None:
+        """Why ``ticket`` may not run yet (Lambda's throttling ``Reason``), or None: hand out the free slots
+        to the waiters in order, each while its function is under its limit."""
+        free = self.limits.account - self._running.total()
+        room: dict[str, int] = {}
+        for waiter in self._waiting:
+            left = room.setdefault(waiter.function, waiter.limit - self._running[waiter.function])
+            if free > 0 and left > 0:
+                if waiter is ticket:
+                    return None
+                free -= 1
+                room[waiter.function] = left - 1
+            elif waiter is ticket:
+                break
+        if room.get(ticket.function, 0) <= 0:
+            return "ReservedFunctionConcurrentInvocationLimitExceeded"
+        return "ConcurrentInvocationLimitExceeded"
 
     def _release(self, function_name: str) -> None:
         with self._slots:
@@ -360,6 +394,11 @@ class LambdaRuntime:
         """Invocations holding a slot now (of one function, or all)."""
         with self._slots:
             return self._running[function_name] if function_name else self._running.total()
+
+    def waiting(self) -> int:
+        """Invocations waiting for a slot now."""
+        with self._slots:
+            return len(self._waiting)
 
     # -- invocation ---------------------------------------------------------------------------------
     def _config(self, fn: Any) -> _WorkerConfig:
@@ -557,18 +596,19 @@ class LambdaRuntime:
                 worker.stop()
 
     def stop(self) -> None:
-        """Stop every worker, idle or busy (a busy invocation then ends as ``Runtime.ExitError``)."""
+        """Kill every worker, idle or busy (a busy invocation then ends as ``Runtime.ExitError``).
+
+        As Lambda ends execution environments: nothing is lost (their logs are unbuffered), and an
+        interpreter shutting down politely takes a second per worker.
+        """
         self._wake.set()
         with self._slots:
             self._stopped = True
             self._slots.notify_all()
         with self._lock:
-            idle = [w for pool in self._idle.values() for w in pool]
-            busy = list(self._busy)
+            workers = [w for pool in self._idle.values() for w in pool] + list(self._busy)
             self._idle.clear()
-        for worker in idle:
-            worker.stop()
-        for worker in busy:
+        for worker in workers:
             worker.kill()
 
     def worker_count(self, function_name: str | None = None) -> int:

@@ -8,9 +8,10 @@ the state dir (``$DROPSHIP_HOME``, else ``~/.dropship/local``) of a stack starte
     logs/endpoints/<EndpointName>.log   an endpoint's container log (stdout and stderr)
     logs/lambda/<FunctionName>.log      a Lambda function's log (what the handler prints, START/END lines)
     run/                                unpacked models, process records: removed when the stack stops
+    cache/environments/<hash>/          Python environments of models with code/requirements.txt
 
 ``logs/`` survives ``dropship local down`` and is cleared by the next ``dropship local up``; ``dropship
-logs`` reads exactly these paths.
+logs`` reads exactly these paths. ``cache/`` survives both: a model's requirements install once.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def logs_dir(state: Path | None = None) -> Path:
 
 def run_dir(state: Path | None = None) -> Path:
     return (state or state_dir()) / "run"
+
+
+def cache_dir(state: Path | None = None) -> Path:
+    return (state or state_dir()) / "cache"
 
 
 def endpoint_log(endpoint_name: str, logs: Path | None = None) -> Path:

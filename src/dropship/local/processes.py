@@ -286,7 +286,9 @@ class Supervisor:
             signal_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5.0)
-        signal_group(process.pid, signal.SIGKILL)  # what the leader forked and left behind
+        # What the leader forked and left behind. (Its pid is not given to another process meanwhile: the
+        # kernel keeps it while the group has members, and hands out freed pids only after wrapping around.)
+        signal_group(process.pid, signal.SIGKILL)
         self._forget(process.pid)
         return process.returncode
 

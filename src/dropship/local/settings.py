@@ -9,10 +9,13 @@ from dataclasses import dataclass, fields
 ENV_NAMES = {
     "endpoint_startup_timeout_s": "DROPSHIP_LOCAL_ENDPOINT_STARTUP_TIMEOUT",
     "endpoint_startup_delay_s": "DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY",
+    "endpoint_install_timeout_s": "DROPSHIP_LOCAL_ENDPOINT_INSTALL_TIMEOUT",
     "lambda_idle_s": "DROPSHIP_LOCAL_LAMBDA_IDLE_SECONDS",
     "lambda_concurrency": "DROPSHIP_LOCAL_LAMBDA_CONCURRENCY",
     "lambda_function_concurrency": "DROPSHIP_LOCAL_LAMBDA_FUNCTION_CONCURRENCY",
     "lambda_throttle_wait_s": "DROPSHIP_LOCAL_LAMBDA_THROTTLE_WAIT_SECONDS",
+    "alarm_evaluation_s": "DROPSHIP_LOCAL_ALARM_EVALUATION_SECONDS",
+    "capture_flush_s": "DROPSHIP_LOCAL_CAPTURE_FLUSH_SECONDS",
 }
 
 
@@ -26,13 +29,21 @@ class LocalSettings:
     endpoint_startup_timeout_s: float = 120.0
     # Seconds an endpoint stays Creating before its process starts (SageMaker takes minutes; for benchmarks).
     endpoint_startup_delay_s: float = 0.0
+    # More seconds to start for an endpoint whose model has code/requirements.txt: serve runs pip first.
+    endpoint_install_timeout_s: float = 600.0
     # A warm Lambda worker (~50 MB) unused this long is stopped, as Lambda reclaims idle environments.
     lambda_idle_s: float = 300.0
     # Lambda invocations running at once in the account, and per function without reserved concurrency.
     lambda_concurrency: int = 32
-    lambda_function_concurrency: int = 10
-    # How long an invocation over a limit waits for a slot before it is throttled (HTTP 429).
-    lambda_throttle_wait_s: float = 5.0
+    lambda_function_concurrency: int = 16
+    # How long an invocation over a limit waits for a slot before it is throttled (HTTP 429). Long: the
+    # limits stand in for memory, not for AWS's (1,000 at once), and a release must not fail on them.
+    lambda_throttle_wait_s: float = 60.0
+    # CloudWatch evaluates metric alarms about once a minute; locally every few seconds, so a watched release
+    # rolls back soon after its bad period ends (0: no evaluation, alarms change only by SetAlarmState).
+    alarm_evaluation_s: float = 2.0
+    # Data capture files are written to S3 this often (SageMaker takes a minute or two).
+    capture_flush_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:

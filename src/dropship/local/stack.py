@@ -2,8 +2,9 @@
 
 moto in server mode (in this process, on one port) plus dropship's seams: CloudFormation fixes,
 EventBridge -> Step Functions delivery, Lambda invocations running the real handlers, SageMaker
-endpoints running the real inference container. Used by the integration tests (on a free port) and by
-``dropship local up`` (on 4566).
+endpoints running the real inference container and publishing their metrics and data capture, CloudWatch
+alarms evaluated with their state change events, Application Auto Scaling as AWS records it. Used by the
+integration tests (on a free port) and by ``dropship local up`` (on 4566).
 
 Files: with ``state_dir`` (``dropship local up``) logs go to ``<state>/logs`` (kept after the stack stops,
 cleared when the next one starts) and the working files to ``<state>/run`` (removed when it stops); what a
@@ -112,6 +113,8 @@ class LocalStack:
         self._supervisor: Supervisor | None = None
         self._lambda: Any = None
         self._hosting: Any = None
+        self._capture: Any = None
+        self._alarms: Any = None
         self._previous_moto_port: str | None = None
         self._moto_port_set = False
         self._lifecycle = threading.Lock()
@@ -142,6 +145,11 @@ class LocalStack:
     @property
     def hosting(self) -> Any:
         return self._hosting
+
+    @property
+    def alarms(self) -> Any:
+        """The alarm evaluator (``alarms.AlarmEvaluator``)."""
+        return self._alarms
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -193,12 +201,25 @@ class LocalStack:
             timeout=30,
         ).raise_for_status()
 
-        from dropship.local import cloudformation_shims, events_bridge, hosting, lambda_runtime, stepfunctions_fixes
+        from dropship.local import (
+            alarms,
+            autoscaling,
+            capture,
+            cloudformation_shims,
+            events_bridge,
+            hosting,
+            lambda_runtime,
+            metrics,
+            stepfunctions_fixes,
+        )
 
         self._supervisor = Supervisor(self.records_dir).start()
         cloudformation_shims.install(self._patches, self.skipped_resource_types)
         events_bridge.install(self._patches)
         stepfunctions_fixes.install(self._patches)
+        metrics.install(self._patches)
+        alarms.install(self._patches)
+        autoscaling.install(self._patches)
         self._lambda = lambda_runtime.LambdaRuntime(
             endpoint_url=self.endpoint_url,
             region=self.region,
@@ -208,13 +229,18 @@ class LocalStack:
             idle_timeout_s=settings.lambda_idle_s,
         )
         self._lambda.install(self._patches)
+        self._capture = capture.DataCapture(flush_s=settings.capture_flush_s).start()
         self._hosting = hosting.EndpointHost(
             project_dir=self.project_dir,
             run_dir=self.run_dir / "endpoints",
             log_dir=self.log_dir,
             supervisor=self._supervisor,
+            cache_dir=paths.cache_dir(self.state_dir) if self.state_dir is not None else self.run_dir / "cache",
             startup_timeout_s=settings.endpoint_startup_timeout_s,
             startup_delay_s=settings.endpoint_startup_delay_s,
+            install_timeout_s=settings.endpoint_install_timeout_s,
+            metrics=metrics.InvocationMetrics(),
+            capture=self._capture,
         )
         self._hosting.install(self._patches)
 
@@ -226,6 +252,7 @@ class LocalStack:
             parameter_overrides=self._parameters(),
         )
         self._lambda.register(self.deployment.functions)
+        self._alarms = alarms.AlarmEvaluator(settings.alarm_evaluation_s).start()
         log.info("local stack ready on %s", self.endpoint_url)
 
     def _parameters(self) -> dict[str, str]:
@@ -241,9 +268,15 @@ class LocalStack:
         """Stop endpoint processes, Lambda workers and the server; remove the seams. Idempotent."""
         global _active
         with self._lifecycle:
+            if self._alarms is not None:
+                self._alarms.stop()
+                self._alarms = None
             if self._hosting is not None:
                 self._hosting.stop()
                 self._hosting = None
+            if self._capture is not None:  # what the endpoints captured is written before S3 goes
+                self._capture.stop()
+                self._capture = None
             if self._lambda is not None:
                 self._lambda.stop()
                 self._lambda = None
