@@ -69,7 +69,17 @@ diagram: install
 schema: install
 	$(BIN)/python -m dropship.manifest > schemas/release.schema.json
 
+# The inference server against the classic design (nginx + gunicorn -k gevent + Flask), with wrk as the
+# load generator: nginx and wrk are Debian packages (installed here when run as root), gevent comes
+# with `make install`. About 2 minutes; run it when `uptime` shows a low load.
+BENCHMARK_TOOLS := nginx wrk
 benchmark: install
+	@missing="$$(for tool in $(BENCHMARK_TOOLS); do command -v $$tool >/dev/null || printf ' %s' $$tool; done)"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq$$missing >/dev/null; \
+	elif [ -n "$$missing" ]; then \
+		echo "make benchmark needs$$missing: apt-get install -y$$missing (as root)"; exit 1; \
+	fi
 	$(BIN)/python benchmarks/serving.py
 
 # 100 concurrent releases through the local stack (several minutes; run it on a quiet machine).

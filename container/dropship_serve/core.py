@@ -234,6 +234,39 @@ def import_program(path: str) -> ModuleType:
     return module
 
 
+@dataclass(frozen=True)
+class RequestCheck:
+    """What can be refused from the headers alone, before the body is read: 406, and 415 with the default
+    input_fn. Plain data, so the HTTP process checks requests for the inference processes that hold the hooks.
+
+    `accepts` is None unless the default output_fn answers (any Accept is then worth trying), and
+    `content_types` None unless the default input_fn reads the body.
+    """
+
+    default_accept: str
+    accepts: tuple[str, ...] | None
+    content_types: tuple[str, ...] | None
+
+    def check_request(self, headers: Mapping[str, str]) -> list[str]:
+        """Returns the Accept candidates for `Handler.invoke`."""
+        accepts = self.check_accept(headers.get("accept"))
+        if self.content_types is not None:
+            content_type = media_type(headers.get("content-type")) or DEFAULT_CONTENT_TYPE
+            if content_type not in self.content_types:
+                raise UnsupportedContentTypeError(
+                    f"Content-Type {content_type!r} is not supported; use one of {', '.join(self.content_types)}"
+                )
+        return accepts
+
+    def check_accept(self, accept_header: str | None) -> list[str]:
+        """Accept candidates; with the default output_fn a hopeless Accept is a 406 before any work."""
+        candidates = accept_candidates(accept_header, self.default_accept, self.accepts)
+        if not candidates:
+            supported = ", ".join(self.accepts or ())
+            raise UnsupportedAcceptError(f"cannot produce any of Accept: {accept_header}; supported: {supported}")
+        return candidates
+
+
 # -- the handler -----------------------------------------------------------------------------------------
 
 
@@ -250,12 +283,16 @@ class Handler:
         self.output_fn = hooks["output_fn"]
         self.transform_fn = hooks["transform_fn"]
         self.execution_parameters_fn = hooks["execution_parameters_fn"]
-        output = self.output_fn
-        self._supported_accepts: tuple[str, ...] | None = None
-        if self.transform_fn is None and output is not None and output.is_default:
-            from dropship_serve import defaults
+        from dropship_serve import defaults
 
-            self._supported_accepts = defaults.ACCEPTS
+        output = self.output_fn
+        default_output = self.transform_fn is None and output is not None and output.is_default
+        default_input = self.input_fn is not None and self.input_fn.is_default
+        self.request_check = RequestCheck(
+            settings.default_accept,
+            defaults.ACCEPTS if default_output else None,
+            defaults.CONTENT_TYPES if default_input else None,
+        )
         self._log = get_logger()
 
     @classmethod
@@ -305,26 +342,10 @@ class Handler:
     # -- one invocation -----------------------------------------------------------------------------
 
     def check_request(self, headers: Mapping[str, str]) -> list[str]:
-        """What can be refused from the headers alone (406, and 415 with the default input_fn), before the
-        body is read; returns the Accept candidates for `invoke`."""
-        accepts = self.check_accept(headers.get("accept"))
-        if self.input_fn is not None and self.input_fn.is_default:
-            from dropship_serve import defaults
-
-            content_type = media_type(headers.get("content-type")) or DEFAULT_CONTENT_TYPE
-            if content_type not in defaults.CONTENT_TYPES:
-                raise UnsupportedContentTypeError(
-                    f"Content-Type {content_type!r} is not supported; use one of {', '.join(defaults.CONTENT_TYPES)}"
-                )
-        return accepts
+        return self.request_check.check_request(headers)
 
     def check_accept(self, accept_header: str | None) -> list[str]:
-        """Accept candidates; with the default output_fn a hopeless Accept is a 406 before any work."""
-        candidates = accept_candidates(accept_header, self.settings.default_accept, self._supported_accepts)
-        if not candidates:
-            supported = ", ".join(self._supported_accepts or ())
-            raise UnsupportedAcceptError(f"cannot produce any of Accept: {accept_header}; supported: {supported}")
-        return candidates
+        return self.request_check.check_accept(accept_header)
 
     def invoke(self, body: bytes, headers: Mapping[str, str], accepts: list[str] | None = None) -> Invocation:
         content_type_header = headers.get("content-type")

@@ -1,4 +1,7 @@
-"""Starting gunicorn in-process: the `serve` process is the gunicorn master, the port is bound at once."""
+"""Starting gunicorn in-process: the `serve` process is the gunicorn master, the port is bound at once.
+
+gunicorn runs one worker, the HTTP process; it starts the inference processes (`pool.py`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from dropship_serve.settings import Settings, SettingsError
 from dropship_serve.shared import SharedState
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER_CLASSES = {"asgi": "asgi", "uvicorn": "uvicorn.workers.UvicornWorker"}
+# uvicorn with httptools and uvloop (C parser, C event loop): the HTTP process costs 100 us per request
+# where gunicorn's own asyncio worker costs 150 (measured on the benchmark's requests); it is the one
+# process every request passes through.
+WORKER_CLASSES = {"uvicorn": "uvicorn_worker.UvicornWorker", "asgi": "asgi"}
 EXIT_BAD_SETTINGS = 2
 EXIT_MODEL_LOAD_FAILED = 3  # as a worker's (app.EXIT_MODEL_LOAD_FAILED)
 
@@ -27,7 +33,7 @@ class ServeApplication(BaseApplication):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.shared = SharedState.create()  # inherited by the workers through fork
+        self.shared = SharedState.create()  # inherited by the HTTP process through fork
         super().__init__()
 
     def load_config(self) -> None:
@@ -62,17 +68,15 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return {
         "bind": [f"{host}:{settings.port}"],
-        "workers": settings.workers,
+        # One HTTP process (an asyncio event loop) balances requests over the inference processes;
+        # pool.py says why. gunicorn supervises it: SIGTERM drains it, a failed boot stops the server.
+        "workers": 1,
         "worker_class": WORKER_CLASSES[settings.worker_class],
-        # The workers' heartbeat: a worker whose event loop is blocked this long is replaced.
+        # The HTTP process's heartbeat: replaced if its event loop is blocked this long (it runs no model code).
         "timeout": settings.timeout,
         "graceful_timeout": settings.graceful_timeout,
         "keepalive": 5,
         "backlog": 2048,
-        # One SO_REUSEPORT socket per worker: the kernel spreads keep-alive connections over the workers
-        # (with a shared socket, one worker accepts a whole burst of them and the other idles). A single
-        # worker needs no sharing, and then a port already taken fails loudly instead of being shared.
-        "reuse_port": settings.workers > 1,
         "pythonpath": PACKAGE_PARENT,
         "proc_name": "dropship-serve",
         "logconfig_dict": logs.logconfig_dict(settings.log_level, settings.access_log),
@@ -89,11 +93,11 @@ NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_T
 
 
 def limit_native_threads(settings: Settings) -> dict[str, str]:
-    """Give each worker's BLAS/OpenMP pool its share of the cores, unless the user chose.
+    """Give each inference thread's BLAS/OpenMP pool its share of the cores, unless the user chose.
 
-    N workers each spinning up one BLAS thread per core oversubscribe the machine: on 2 cores with
-    2 workers this alone halves the requests/s of a scikit-learn model. Set in the master, before any
-    worker imports numpy.
+    N inference processes each spinning up one BLAS thread per core oversubscribe the machine: on 2 cores
+    with 2 processes this alone halves the requests/s of a scikit-learn model. Set in the master, before
+    any process imports numpy; the inference processes inherit it.
     """
     share = str(max(1, (os.cpu_count() or 1) // (settings.workers * settings.inference_threads)))
     chosen = {}

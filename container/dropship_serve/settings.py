@@ -35,7 +35,7 @@ class Settings:
     log_level: str = "info"
     access_log: bool = False
     graceful_timeout: int = 20
-    worker_class: str = "asgi"
+    worker_class: str = "uvicorn"
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
 
     @classmethod
@@ -62,7 +62,7 @@ class Settings:
             log_level=_choice(env, "DROPSHIP_LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
             access_log=_bool(env, "DROPSHIP_ACCESS_LOG", False),
             graceful_timeout=_int(env, "DROPSHIP_GRACEFUL_TIMEOUT", 20, 1, 3600),
-            worker_class=_choice(env, "DROPSHIP_WORKER_CLASS", "asgi", ("asgi", "uvicorn")),
+            worker_class=_choice(env, "DROPSHIP_WORKER_CLASS", "uvicorn", ("uvicorn", "asgi")),
         )
 
 

@@ -1,4 +1,4 @@
-"""State the gunicorn master creates before forking and every worker shares."""
+"""State the gunicorn master creates before forking and the HTTP process shares."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ FAILURE_BYTES = 4096
 
 @dataclass(frozen=True)
 class SharedState:
-    loaded_workers: Any  # multiprocessing.Value("i"): workers that have loaded the model
-    failure: Any  # multiprocessing.Array("c"): why a worker could not load the model, for the master's last line
+    failure: Any  # multiprocessing.Array("c"): why the model could not be loaded, for the master's last line
 
     @classmethod
     def create(cls) -> SharedState:
-        return cls(multiprocessing.Value("i", 0), multiprocessing.Array("c", FAILURE_BYTES))
+        return cls(multiprocessing.Array("c", FAILURE_BYTES))
 
     def record_failure(self, message: str) -> None:
         with self.failure.get_lock():

@@ -178,11 +178,13 @@ def test_execution_parameters(sklearn_server: ServeProcess) -> None:
     assert response.json() == {"MaxConcurrentTransforms": 2, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}
 
 
-def test_workers_setting_starts_that_many_workers(sklearn_server: ServeProcess) -> None:
-    children = [line for line in sklearn_server.log_lines() if line["message"].startswith("Booting worker with pid")]
-    assert len(children) == 2
-    loaded = {line["pid"] for line in sklearn_server.log_lines() if line.get("event") == "model_loaded"}
-    assert len(loaded) == 2  # each worker loaded (and warmed) the model before answering 200
+def test_workers_setting_starts_that_many_inference_processes(sklearn_server: ServeProcess) -> None:
+    lines = sklearn_server.log_lines()
+    http = [line for line in lines if line["message"].startswith("Booting worker with pid")]
+    assert len(http) == 1  # one HTTP process balances the requests
+    loaded = {line["pid"] for line in lines if line.get("event") == "model_loaded"}
+    assert len(loaded) == 2  # each inference process loaded (and warmed) the model before /ping said 200
+    assert http[0]["pid"] not in loaded  # the HTTP process runs no model code
 
 
 def test_every_log_line_is_structured(sklearn_server: ServeProcess) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -138,3 +139,97 @@ def test_sigterm_drains_in_flight_requests_and_exits(
     assert time.monotonic() - sent < 30
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/ping", timeout=2)
+
+
+PID_PREDICTOR = "import os\n\n\ndef predict_fn(data, model):\n    return [os.getpid()] * len(data)\n"
+
+
+def _predicting_pids(server: ServeProcess, session: requests.Session, count: int) -> set[int]:
+    pids = set()
+    for _ in range(count):
+        response = session.post(server.url + "/invocations", json=[[1, 2, 3, 4]], timeout=10)
+        assert response.status_code == 200, response.text
+        pids.update(response.json())
+    return pids
+
+
+def test_requests_on_one_keep_alive_connection_reach_every_inference_process(
+    make_model_dir: MakeModelDir, start_serve: StartServe
+) -> None:
+    # Balanced per request, not per connection: a client that keeps one connection open (as SageMaker's
+    # front end does) is not pinned to one process while the other idles.
+    server = start_serve(make_model_dir(files={"code/inference.py": PID_PREDICTOR}), workers=2)
+    server.wait_healthy()
+    loaded = {line["pid"] for line in _events(server, "model_loaded")}
+    with requests.Session() as session:
+        assert _predicting_pids(server, session, 8) == loaded
+        assert len(loaded) == 2
+
+
+def test_a_killed_inference_process_is_replaced(make_model_dir: MakeModelDir, start_serve: StartServe) -> None:
+    server = start_serve(make_model_dir(files={"code/inference.py": PID_PREDICTOR}), workers=2)
+    server.wait_healthy()
+    [victim, survivor] = sorted(line["pid"] for line in _events(server, "model_loaded"))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while len(_events(server, "model_loaded")) < 3:  # the replacement loaded the model
+        assert time.monotonic() < deadline, server.log_text()
+        assert server.process.poll() is None, server.log_text()
+        time.sleep(0.05)
+    [exited] = _events(server, "inference_process_exited")
+    assert exited["level"] == "error" and exited["status"] == -signal.SIGKILL
+    replacement = _events(server, "model_loaded")[-1]["pid"]
+    assert requests.get(server.url + "/ping", timeout=5).status_code == 200
+    with requests.Session() as session:
+        assert _predicting_pids(server, session, 8) == {survivor, replacement}
+
+
+def test_ping_is_503_while_every_inference_thread_is_stuck_and_200_again_after(
+    make_model_dir: MakeModelDir, start_serve: StartServe, tmp_path: Path
+) -> None:
+    server = start_serve(
+        make_model_dir("custom", files={"scale.txt": "1"}), {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}, workers=1
+    )
+    server.wait_healthy()
+    started = tmp_path / "started"
+    payload = {"values": [1], "sleep": 4, "started_file": str(started)}
+    response = requests.post(server.url + "/invocations", data=json.dumps(payload), timeout=30)
+    assert response.status_code == 504
+    assert started.exists()
+    deadline = time.monotonic() + 10
+    while (ping := requests.get(server.url + "/ping", timeout=5)).status_code == 200:  # stuck past the timeout
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert ping.status_code == 503 and "stuck" in ping.json()["error"]["message"]
+    server.wait_healthy(timeout=30)  # the prediction returned: the thread serves again
+    response = requests.post(server.url + "/invocations", data=json.dumps({"values": [2]}), timeout=30)
+    assert response.json()["doubled"] == [2.0]
+
+
+def test_a_request_that_waited_past_its_timeout_is_not_run(
+    make_model_dir: MakeModelDir, start_serve: StartServe, tmp_path: Path
+) -> None:
+    server = start_serve(
+        make_model_dir("custom", files={"scale.txt": "1"}), {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}, workers=1
+    )
+    server.wait_healthy()
+    first_started, second_started = tmp_path / "first", tmp_path / "second"
+    statuses: list[int] = []
+
+    def slow() -> None:
+        payload = {"values": [1], "sleep": 2, "started_file": str(first_started)}
+        statuses.append(requests.post(server.url + "/invocations", data=json.dumps(payload), timeout=30).status_code)
+
+    caller = threading.Thread(target=slow)
+    caller.start()
+    deadline = time.monotonic() + 20
+    while not first_started.exists():  # the only inference thread is busy
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    payload = {"values": [1], "started_file": str(second_started)}
+    assert requests.post(server.url + "/invocations", data=json.dumps(payload), timeout=30).status_code == 504
+    caller.join(30)
+    assert statuses == [504]
+    # Once free, the thread answers the next request; the one that timed out in the queue never ran.
+    assert requests.post(server.url + "/invocations", data=json.dumps({"values": [3]}), timeout=30).status_code == 200
+    assert not second_started.exists()

@@ -152,7 +152,8 @@ def transform_fn(model, body, content_type, accept):
 
 
 def test_a_stack_killed_with_sigkill_leaves_no_process(sample_project: Path, tmp_path: Path) -> None:
-    # Given a project serving endpoints with the real inference container (gunicorn: a master forking workers)
+    # Given a project serving endpoints with the real inference container (gunicorn's master, the HTTP process
+    # it forks, and that process's inference process)
     project = tmp_path / "project"
     shutil.copytree(sample_project, project, ignore=shutil.ignore_patterns("container"))
     (project / "container").symlink_to(REAL_CONTAINER, target_is_directory=True)
@@ -166,7 +167,7 @@ def test_a_stack_killed_with_sigkill_leaves_no_process(sample_project: Path, tmp
         reply = _client(url, "lambda").invoke(FunctionName=outputs["WorkFunctionName"], Payload=b"{}")
         worker = json.loads(reply["Payload"].read())["pid"]
         (endpoint,) = [r.pid for r in read_records(state / "run" / "processes") if r.kind == "endpoint"]
-        tree = wait_until(lambda: len(group_of(endpoint)) == 2 and group_of(endpoint), 10)
+        tree = wait_until(lambda: len(group_of(endpoint)) == 3 and group_of(endpoint), 10)
 
         # When the stack is killed with SIGKILL (a crash, an OOM kill: none of its own clean-up runs)
         process.kill()
@@ -176,7 +177,7 @@ def test_a_stack_killed_with_sigkill_leaves_no_process(sample_project: Path, tmp
             process.kill()
             process.wait()
 
-    # Then gunicorn's master, the worker it forked and the Lambda worker all end
+    # Then gunicorn's master, the HTTP process, the inference process and the Lambda worker all end
     await_exit([*tree, worker])
     assert leftovers(state / "run" / "processes") == {}
 
