@@ -97,27 +97,28 @@ def test_6_mib_response_is_sent_and_larger_is_500(custom_server: ServeProcess) -
     assert "limit" in too_big.json()["error"]["message"]
 
 
-def test_ping_answers_fast_while_slow_predictions_run(custom_server: ServeProcess) -> None:
-    # 2 workers x 2 inference threads, four 0.8 s predictions (at worst 1.6 s queued: under the timeout).
-    results: list[int] = []
-    slow = [
-        threading.Thread(
-            target=lambda: results.append(invoke(custom_server, {"sleep": 0.8, "values": [1]}).status_code)
-        )
-        for _ in range(4)
-    ]
+def test_ping_is_never_blocked_by_running_predictions(custom_server: ServeProcess) -> None:
+    # Every inference thread busy with a slow prediction (2 workers x 2 threads, four 2 s predictions) ...
+    finished: list[float] = []
+    statuses: list[int] = []
+
+    def predict() -> None:
+        statuses.append(invoke(custom_server, {"sleep": 2.0, "values": [1]}).status_code)
+        finished.append(time.monotonic())
+
+    slow = [threading.Thread(target=predict) for _ in range(4)]
     for thread in slow:
         thread.start()
     time.sleep(0.3)  # let the predictions start; the assertion below does not depend on this timing
-    slowest = 0.0
+    # ... /ping still answers, every time, before any of them is done (its latency: benchmarks/serving.py)
+    pinged = []
     for _ in range(5):
-        started = time.monotonic()
         assert requests.get(custom_server.url + "/ping", timeout=10).status_code == 200
-        slowest = max(slowest, time.monotonic() - started)
+        pinged.append(time.monotonic())
     for thread in slow:
         thread.join()
-    assert results == [200] * 4
-    assert slowest < 1.0, f"/ping took {slowest:.3f} s while predictions ran (the benchmark prints the real figure)"
+    assert statuses == [200] * 4
+    assert max(pinged) < min(finished)
 
 
 def test_timeout_is_504_and_the_server_stays_healthy(custom_server: ServeProcess) -> None:

@@ -31,9 +31,7 @@ def test_accepts_at_once_and_pings_503_until_loaded(
 ) -> None:
     gate = tmp_path / "let-model-fn-finish"
     server = start_serve(make_model_dir("custom", files={"scale.txt": "1"}), {"TEST_LOAD_GATE": str(gate)})
-    accepted_after = server.wait_accepting()
-    # The contract says 250 ms; the margin here keeps a loaded 2-core runner from failing the suite.
-    assert accepted_after < 1.0, f"accepted after {accepted_after:.3f} s"
+    server.wait_accepting()  # while model_fn is still held back (how soon: benchmarks/serving.py)
     deadline = time.monotonic() + 20
     while True:  # workers boot: connection accepted, then /ping answers 503 while model_fn waits
         response = requests.get(server.url + "/ping", timeout=5)
@@ -130,13 +128,11 @@ def test_sigterm_drains_in_flight_requests_and_exits(
     while not started.exists():  # the prediction is running
         assert time.monotonic() < deadline, server.log_text()
         time.sleep(0.01)
-    sent = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     caller.join(30)
     assert result["response"].status_code == 200  # the in-flight request finished
     assert result["response"].json()["doubled"] == [1.0]
     assert server.wait_exit(timeout=30) == 0
-    assert time.monotonic() - sent < 30
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/ping", timeout=2)
 
