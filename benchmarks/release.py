@@ -36,7 +36,7 @@ DELAY_ENV = "DROPSHIP_LOCAL_ENDPOINT_STARTUP_DELAY"
 PARAMETERS = {
     "EndpointTimeoutSeconds": "1800",
     "LockPollSeconds": "1",
-    "EndpointCheckSeconds": "300",
+    "EndpointCheckSeconds": "900",
     "DefaultImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/dropship-serve:0.1.0",
 }
 

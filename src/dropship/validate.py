@@ -6,6 +6,7 @@ compute its sha256, then copies that exact object version to its immutable conte
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,7 +136,7 @@ def validate_release(
             watch=resolve_watch(manifest, defaults),
             default_smoke=not manifest.smoke_test,
             poll_interval_s=defaults.poll_interval_s,
-            endpoint_check_s=defaults.endpoint_check_s,
+            endpoint_check_s=aligned_check(defaults.endpoint_check_s, defaults.endpoint_timeout_s),
             endpoint_timeout_s=defaults.endpoint_timeout_s,
             lock_timeout_s=defaults.lock_timeout_s,
         ),
@@ -145,6 +146,13 @@ def validate_release(
 def default_sample(defaults: ReleaseDefaults) -> SmokeSample:
     """One request with the stack's default body; any 2xx passes, a 4xx warns (see ``smoke.evaluate_default``)."""
     return SmokeSample(body=defaults.smoke_body, content_type=defaults.smoke_content_type, accept="*/*")
+
+
+def aligned_check(check_s: int, timeout_s: int) -> int:
+    """At most ``check_s`` between the wait's own looks at the endpoint, and a whole number of them in
+    ``timeout_s``, so that the last look comes as the timeout ends (EndpointTimeout is then on time)."""
+    looks = max(1, math.ceil(timeout_s / check_s))
+    return max(1, math.ceil(timeout_s / looks))
 
 
 def resolve_watch(manifest: Manifest, defaults: ReleaseDefaults) -> WatchPlan:

@@ -1,4 +1,5 @@
-"""A manifest's image_uri must lie inside a registry or repository the stack allows (AllowedImagePrefixes)."""
+"""What Validate Artifact resolves from the manifest and the stack: image prefixes at a boundary, the stack's own
+variables, and the wait's checks."""
 
 from __future__ import annotations
 
@@ -109,3 +110,11 @@ def test_the_stack_alone_lets_requirements_name_their_own_package_sources() -> N
     allowed = defaults(f"{REGISTRY}/").model_copy(update={"allow_package_sources": True})
     assert resolve_deployment(Manifest(), allowed).environment == {"DROPSHIP_ALLOW_PACKAGE_SOURCES": "true"}
     assert resolve_deployment(Manifest(), defaults(f"{REGISTRY}/")).environment == {}
+
+
+def test_the_waits_own_looks_end_with_the_endpoint_timeout() -> None:
+    from dropship.validate import aligned_check
+
+    assert aligned_check(900, 1800) == 900
+    assert aligned_check(300, 1000) == 250  # four looks: the last at 1000 s
+    assert aligned_check(3, 25) == 3 and aligned_check(900, 60) == 60
