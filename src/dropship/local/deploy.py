@@ -184,6 +184,8 @@ def translate(sam_template: dict[str, Any], parameter_values: dict[str, str], re
     from samtranslator.model.exceptions import InvalidDocumentException
     from samtranslator.translator.transform import transform
 
+    # Its metrics go to a do-nothing publisher, and it warns "unpublished metrics" when they are dropped.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     previous = os.environ.get("AWS_DEFAULT_REGION")
     os.environ["AWS_DEFAULT_REGION"] = region  # samtranslator reads the region from boto3's session
     try:
