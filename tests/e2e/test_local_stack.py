@@ -62,9 +62,12 @@ def test_failed_smoke_test_keeps_the_alias_then_rollback_and_retention(
     passes, fails = manifest_file(tmp_path, SMOKE_PASSES), manifest_file(tmp_path, SMOKE_FAILS, "bad.json")
 
     def release(version: str, manifest: str) -> int:
-        return local_stack.cli(
+        done = local_stack.cli(
             "release", folder, "--model", "e2e-roll", "--version", version, "--manifest", manifest, "--wait"
-        ).code
+        )
+        if done.code != 0:
+            print(done.stdout, done.stderr, local_stack.log_tail())  # shown when the test fails
+        return done.code
 
     # Given version 1 released, with nothing before it to roll back to (a one-line error, non-zero exit)
     assert release("1", passes) == 0
