@@ -124,8 +124,10 @@ code=$?
 set -e
 kill "$TRAFFIC" 2>/dev/null || true
 wait "$TRAFFIC" 2>/dev/null || true
-if [[ $code -eq 0 ]]; then
-  echo "demo: version 3 was expected to be rolled back by its watch, but it was released" >&2
+v3_code="$("$DROPSHIP" history iris --local --json |
+  "$PYTHON" -c 'import json, sys; print(next(r.get("error_code") for r in json.load(sys.stdin) if r["version"] == "3"))')"
+if [[ $code -eq 0 || "$v3_code" != "AlarmTriggered" ]]; then
+  echo "demo: version 3 was expected to be rolled back by its watch (AlarmTriggered), got exit $code, $v3_code" >&2
   exit 1
 fi
 echo "-> its watch saw the 5xx share go over 10% and rolled the alias back to version 1 (AlarmTriggered)."

@@ -259,7 +259,8 @@ class Watches:
 
 def alarm_message(record: WatchRecord, alarm: str, reason: str, figures: WatchFigures | None) -> str:
     seen = f"; the watch saw {figures.describe()}" if figures else ""
-    return f"alarm {alarm} went to ALARM during the watch of {record.endpoint_name}: {reason}{seen}"
+    # CloudWatch's reasons end with a full stop; ours goes at the end of the whole message
+    return f"alarm {alarm} went to ALARM during the watch of {record.endpoint_name}: {reason.rstrip('.')}{seen}"
 
 
 def _stat(
