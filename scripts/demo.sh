@@ -24,6 +24,17 @@ done
 
 if [[ -t 1 ]]; then BOLD=$'\033[1m'; RESET=$'\033[0m'; else BOLD=""; RESET=""; fi
 step=0
+# Fails the demo unless iris/live points at version $1.
+expect_live_version() {
+  local version
+  version="$("$DROPSHIP" status iris --local --json |
+    "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["aliases"]["live"]["version"])')"
+  if [[ "$version" != "$1" ]]; then
+    echo "demo: the live alias points at version $version, expected $1" >&2
+    exit 1
+  fi
+}
+
 heading() {
   step=$((step + 1))
   printf '\n%s== %d. %s%s\n' "$BOLD" "$step" "$1" "$RESET"
@@ -102,12 +113,7 @@ printf '$ %s | tail -n 6\n' "$DROPSHIP logs iris --version 2 --execution --local
 
 heading "Status: the alias is still on version 1"
 run "$DROPSHIP" status iris --local
-live_version="$("$DROPSHIP" status iris --local --json |
-  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["aliases"]["live"]["version"])')"
-if [[ "$live_version" != "1" ]]; then
-  echo "demo: the live alias points at version $live_version, expected 1" >&2
-  exit 1
-fi
+expect_live_version 1
 echo "-> iris/live still points at version 1; the failed release left nothing behind."
 
 heading "Release version 3 under production traffic: it passes its smoke test, but fails on larger flowers"
@@ -134,12 +140,7 @@ echo "-> its watch saw the 5xx share go over 10% and rolled the alias back to ve
 
 heading "The history shows the automatic rollback and why"
 run "$DROPSHIP" history iris --local
-live_version="$("$DROPSHIP" status iris --local --json |
-  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[0]["aliases"]["live"]["version"])')"
-if [[ "$live_version" != "1" ]]; then
-  echo "demo: the live alias points at version $live_version after the rollback, expected 1" >&2
-  exit 1
-fi
+expect_live_version 1
 
 printf '\n%sDemo complete.%s Release your own model with: dropship release MODEL_DIR --model NAME --version 1 --wait --local\n' \
   "$BOLD" "$RESET"

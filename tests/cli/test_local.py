@@ -7,14 +7,11 @@ waits for SIGTERM, which is all the CLI relies on. The real engine is exercised 
 from __future__ import annotations
 
 import json
-import os
-import select
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from cli_support import STACK_TEMPLATE
 
 import dropship.cli.local as cli_local
 from dropship.cli.errors import CliError
+from tests.local.conftest import await_exit
 
 STAND_IN = """
 import json, signal, sys, threading
@@ -50,20 +48,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def await_exit(pids: Iterable[int], timeout_s: float = 10.0) -> None:
-    """Wait until every process in ``pids`` has ended, woken by the kernel (a pidfd)."""
-    deadline = time.monotonic() + timeout_s
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            assert select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0], f"{pid} still runs"
-        finally:
-            os.close(fd)
 
 
 @pytest.fixture
