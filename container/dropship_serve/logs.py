@@ -9,8 +9,13 @@ import sys
 import time
 from typing import Any
 
-# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
-_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field,
+# except uvicorn's `color_message` (its message again, with terminal colour codes).
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 LOGGER_NAME = "dropship.serve"
 

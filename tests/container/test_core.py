@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import types
 
 import numpy as np
@@ -224,3 +225,14 @@ def test_settings_name_the_variable_at_fault() -> None:
     assert settings.program == "serve_me.py"
     assert settings.port == 8080
     assert settings.host == "0.0.0.0"
+
+
+def test_json_log_lines_leave_out_uvicorn_colour_codes() -> None:
+    from dropship_serve.logs import JsonFormatter
+
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
+    record.color_message = "Started server process [\x1b[36m%d\x1b[0m]"  # what uvicorn passes as extra
+    record.event = "started"
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "Started server process [7]"
+    assert line["event"] == "started" and "color_message" not in line
