@@ -138,6 +138,7 @@ class WatchFigures(_Data):
     until: str = Field(description="When the bake ends (UTC).")
     invocations: int = 0
     errors_5xx: int = 0
+    errors_4xx: int = Field(0, description="Shown, not guarded: a 4xx is the request's fault as the model sees it.")
     p99_latency_ms: float | None = None
 
     @property
@@ -146,6 +147,8 @@ class WatchFigures(_Data):
 
     def describe(self) -> str:
         rate = f"{self.error_rate:.1%} 5xx" if self.error_rate is not None else "no 5xx share yet"
+        if self.errors_4xx and self.invocations:
+            rate += f", {self.errors_4xx / self.invocations:.1%} 4xx"
         p99 = f"p99 {self.p99_latency_ms:.0f} ms" if self.p99_latency_ms is not None else "no latency yet"
         return f"{self.invocations} invocations, {rate}, {p99}"
 

@@ -210,7 +210,7 @@ class Watches:
         return None
 
     def figures(self, record: WatchRecord) -> WatchFigures:
-        """Invocations, 5xx answers and the worst p99 latency of the new endpoint since the watch began."""
+        """Invocations, 5xx and 4xx answers and the worst p99 latency of the new endpoint since the watch began."""
         dimensions = [
             {"Name": "EndpointName", "Value": record.endpoint_name},
             {"Name": "VariantName", "Value": VARIANT},
@@ -220,6 +220,7 @@ class Watches:
             MetricDataQueries=[
                 _stat("invocations", "Invocations", "Sum", dimensions, record.period_s, data=True),
                 _stat("errors", "Invocation5XXErrors", "Sum", dimensions, record.period_s, data=True),
+                _stat("client_errors", "Invocation4XXErrors", "Sum", dimensions, record.period_s, data=True),
                 _stat("latency", "ModelLatency", "p99", dimensions, record.period_s, data=True),
             ],
             StartTime=start,
@@ -231,6 +232,7 @@ class Watches:
             until=datetime.fromtimestamp(record.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             invocations=int(sum(values.get("invocations") or [])),
             errors_5xx=int(sum(values.get("errors") or [])),
+            errors_4xx=int(sum(values.get("client_errors") or [])),
             p99_latency_ms=round(max(latency) / 1000.0, 1) if latency else None,
         )
 

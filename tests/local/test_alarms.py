@@ -357,7 +357,7 @@ def test_the_watch_guards_trip_when_the_new_endpoint_fails(stack: LocalStack, aw
     tripped = watches.tripped(record)
     assert tripped is not None and tripped[0] == guards["errors"] and tripped[1].startswith("Threshold Crossed")
     figures = watches.figures(record)
-    assert (figures.invocations, figures.errors_5xx) == (3, 3)
+    assert (figures.invocations, figures.errors_5xx, figures.errors_4xx) == (3, 3, 0)
     assert figures.p99_latency_ms is not None and figures.p99_latency_ms >= 0
     watches.delete_guards(name)
     aws("sagemaker").delete_endpoint(EndpointName=name)

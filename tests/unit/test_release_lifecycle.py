@@ -289,3 +289,13 @@ def test_a_live_release_that_could_not_finish_is_finished_by_the_reaper(account:
     assert "could not finish: Lambda.Unknown: The function ran out of memory" in record.warnings[0]
     assert account.table.lock_holder("churn") is None
     assert [e["detail-type"] for e in account.events_put()] == ["Release Succeeded"]
+
+
+def test_watch_figures_show_the_4xx_share_only_when_there_is_one() -> None:
+    from dropship.release import WatchFigures
+
+    quiet = WatchFigures(until="2026-11-26T00:00:00Z", invocations=40, errors_5xx=2, p99_latency_ms=12.0)
+    assert quiet.describe() == "40 invocations, 5.0% 5xx, p99 12 ms"
+    rejected = quiet.model_copy(update={"errors_4xx": 10})
+    assert rejected.describe() == "40 invocations, 5.0% 5xx, 25.0% 4xx, p99 12 ms"
+    assert rejected.error_rate == 0.05  # the guard's share: 5xx only
