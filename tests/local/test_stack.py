@@ -239,7 +239,7 @@ def test_alarm_evaluation_and_capture_flushing_are_settings() -> None:
     assert (LocalSettings().alarm_evaluation_s, LocalSettings().capture_flush_s) == (2.0, 2.0)
     # 0 turns the evaluation off: alarms then change only by SetAlarmState
     evaluator = AlarmEvaluator(0).start()
-    assert evaluator._thread is None
+    assert evaluator._ticker.thread is None
     evaluator.stop()
 
 

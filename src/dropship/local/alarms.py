@@ -55,6 +55,7 @@ from dropship.local.metrics import (
     is_supported_statistic,
     percentile,
 )
+from dropship.local.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -392,25 +393,15 @@ class AlarmEvaluator:
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Periodic(interval_s, self.evaluate_all, "alarm-evaluator")
         self._reported: set[tuple[str, str]] = set()
 
     def start(self) -> AlarmEvaluator:
-        if self.interval_s > 0:
-            self._thread = threading.Thread(target=self._run, name="alarm-evaluator", daemon=True)
-            self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.evaluate_all()
+        self._ticker.stop()
 
     def evaluate_all(self, now: datetime | None = None) -> None:
         """One pass over every alarm; a failure is logged, never raised (the next pass tries again)."""

@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from dropship.local.periodic import Periodic
+
 log = logging.getLogger(__name__)
 
 
@@ -140,26 +142,16 @@ class DataCapture:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._pending: dict[_Batch, list[tuple[datetime, str]]] = defaultdict(list)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Periodic(flush_s, self.flush, "data-capture")
 
     def start(self) -> DataCapture:
-        if self.flush_s > 0:
-            self._thread = threading.Thread(target=self._run, name="data-capture", daemon=True)
-            self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
         """Write what is pending and stop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._ticker.stop()
         self.flush()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_s):
-            self.flush()
 
     def capture(self, account_id: str, config: Mapping[str, Any] | None, exchange: Exchange) -> bool:
         """Capture the invocation if the endpoint's config says so and it is sampled; True if it was."""
