@@ -46,6 +46,7 @@ from unittest import mock
 
 from moto.cloudwatch.models import Alarm, CloudWatchBackend, cloudwatch_backends
 
+from dropship.local.events_bridge import put_service_event
 from dropship.local.metrics import (
     ExpressionError,
     MetricIndex,
@@ -542,21 +543,14 @@ def _configuration_metrics(alarm: Alarm) -> list[dict[str, Any]]:
 def put_state_change(backend: CloudWatchBackend, alarm: Alarm, previous: _State) -> None:
     """Put the event on the alarm's account and region's default bus (a failure is logged, as CloudWatch's
     delivery never fails the state change)."""
-    from moto.events.models import events_backends
-
-    try:
-        events_backends[backend.account_id][backend.region_name].put_events(
-            [
-                {
-                    "Source": "aws.cloudwatch",
-                    "DetailType": "CloudWatch Alarm State Change",
-                    "Detail": json.dumps(state_change_detail(alarm, previous)),
-                    "Resources": [alarm.alarm_arn],
-                }
-            ]
-        )
-    except Exception:
-        log.exception("could not put the state change event of alarm %s", alarm.name)
+    put_service_event(
+        backend.account_id,
+        backend.region_name,
+        "aws.cloudwatch",
+        "CloudWatch Alarm State Change",
+        alarm.alarm_arn,
+        lambda: state_change_detail(alarm, previous),
+    )
 
 
 # --------------------------------------------------------------------------------------------------

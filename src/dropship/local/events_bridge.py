@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -248,26 +249,33 @@ def execution_status_detail(execution: Any, status: str) -> dict[str, Any]:
     }
 
 
-def put_execution_status_change(execution: Any, status: str) -> None:
-    """Put the event on the execution's default bus, as Step Functions does for Standard workflows."""
+def put_service_event(
+    account_id: str, region: str, source: str, detail_type: str, resource: str, detail: Callable[[], object]
+) -> None:
+    """Put an AWS service's event on the account's default bus, as the service does: best effort, so the
+    operation it reports (a state change, an execution's end) never fails because of its event."""
     from moto.events.models import events_backends
 
+    try:
+        entry = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail()), "Resources": [resource]}
+        events_backends[account_id][region].put_events([entry])
+    except Exception:
+        log.exception("could not put the %s event of %s", detail_type, resource)
+
+
+def put_execution_status_change(execution: Any, status: str) -> None:
+    """Put the event on the execution's default bus, as Step Functions does for Standard workflows."""
     # moto keeps the workflow type in `type` (its `sm_type` always says STANDARD)
     if str(getattr(execution.state_machine, "type", "STANDARD")) != "STANDARD":
         return
-    try:
-        events_backends[execution.account_id][execution.region_name].put_events(
-            [
-                {
-                    "Source": "aws.states",
-                    "DetailType": "Step Functions Execution Status Change",
-                    "Detail": json.dumps(execution_status_detail(execution, status)),
-                    "Resources": [execution.exec_arn],
-                }
-            ]
-        )
-    except Exception:  # best effort, as in AWS: the execution never fails because of its event
-        log.exception("could not put the status change event of %s", execution.exec_arn)
+    put_service_event(
+        execution.account_id,
+        execution.region_name,
+        "aws.states",
+        "Step Functions Execution Status Change",
+        execution.exec_arn,
+        lambda: execution_status_detail(execution, status),
+    )
 
 
 def _install_execution_events(patches: ExitStack) -> None:

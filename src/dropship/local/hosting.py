@@ -69,6 +69,7 @@ import requests
 from dropship.local import paths
 from dropship.local.capture import DataCapture, Exchange
 from dropship.local.environments import EnvironmentCreationError, ModelEnvironments
+from dropship.local.events_bridge import put_service_event
 from dropship.local.failure_reason import FAILURE_REASON_MAX, failure_reason, start_marker
 from dropship.local.ports import free_port
 from dropship.local.processes import Supervisor
@@ -286,21 +287,14 @@ class EndpointHost:
         self._put_event(backend, endpoint, status)
 
     def _put_event(self, backend: Any, endpoint: Any, status: str) -> None:
-        from moto.events.models import events_backends
-
-        try:
-            events_backends[backend.account_id][backend.region_name].put_events(
-                [
-                    {
-                        "Source": "aws.sagemaker",
-                        "DetailType": "SageMaker Endpoint State Change",
-                        "Detail": json.dumps(state_change_detail(backend, endpoint, status)),
-                        "Resources": [endpoint.arn],
-                    }
-                ]
-            )
-        except Exception:  # notifications never fail the endpoint operation
-            log.exception("could not put the state change event for %s", endpoint.endpoint_name)
+        put_service_event(  # never fails the endpoint operation
+            backend.account_id,
+            backend.region_name,
+            "aws.sagemaker",
+            "SageMaker Endpoint State Change",
+            endpoint.arn,
+            lambda: state_change_detail(backend, endpoint, status),
+        )
 
     # -- starting -----------------------------------------------------------------------------------
     def _launch(self, backend: Any, endpoint: Any, config_name: str) -> None:
