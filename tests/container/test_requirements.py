@@ -34,24 +34,6 @@ StartServe = Callable[..., "ServeProcess"]
 MakeModelDir = Callable[..., Path]
 MISSING_PACKAGE = "dropship-test-package-that-does-not-exist==1.0"
 
-INFLECTED = """\
-import json
-
-import inflection  # installed from code/requirements.txt
-
-
-def model_fn(model_dir):
-    return inflection
-
-
-def input_fn(body, content_type):
-    return json.loads(body)["words"]
-
-
-def predict_fn(words, model):
-    return {"camelized": [model.camelize(word) for word in words]}
-"""
-
 FROM_A_WHEEL = """\
 import dropship_test_wheel
 
@@ -240,9 +222,7 @@ def test_requirements_install_into_the_serving_environment_once(
     make_model_dir: MakeModelDir, start_serve: StartServe, model_python: Callable[[Path], str]
 ) -> None:
     # Given a script importing a package the image does not have, listed with one it has
-    model_dir = make_model_dir(
-        files={"code/inference.py": INFLECTED, "code/requirements.txt": "inflection==0.5.1\nnumpy>=1.20\n"}
-    )
+    model_dir = make_model_dir("inflection")
     python = model_python(model_dir / "code" / "requirements.txt")
 
     # When serve starts in the model's environment, Then pip installs only what is missing, and it serves

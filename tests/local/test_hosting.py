@@ -25,23 +25,7 @@ REAL_SERVE = Path(__file__).resolve().parents[2] / "container" / "serve"
 MISSING_PACKAGE = "dropship-test-package-that-does-not-exist==1.0"
 EXITED = "The primary container for production variant AllTraffic exited (exit code 3) before passing the ping health"
 
-INFLECTED = b"""\
-import json
-
-import inflection  # from code/requirements.txt
-
-
-def model_fn(model_dir):
-    return inflection
-
-
-def input_fn(body, content_type):
-    return json.loads(body)["words"]
-
-
-def predict_fn(words, model):
-    return {"camelized": [model.camelize(word) for word in words]}
-"""
+INFLECTION = Path(__file__).resolve().parents[1] / "container" / "samples" / "inflection"
 
 
 def _release(aws, stack: LocalStack, name: str, files: dict[str, bytes], environment: dict | None = None) -> None:
@@ -398,7 +382,7 @@ def _interpreter(pid: int) -> str:
 
 def test_a_model_s_requirements_install_once_into_an_environment_of_its_own(stack: LocalStack, aws, real_serve) -> None:
     # Given a script importing a package neither the image nor the developer's environment has
-    files = {"code/inference.py": INFLECTED, "code/requirements.txt": b"inflection==0.5.1\nnumpy>=1.20\n"}
+    files = {f"code/{name}": (INFLECTION / name).read_bytes() for name in ("inference.py", "requirements.txt")}
     assert importlib.util.find_spec("inflection") is None
 
     # When an endpoint is created for it, Then it comes into service and serves with the package
