@@ -207,11 +207,8 @@ class Endpoints:
         try:
             self.deregister_autoscaling(name)
         except ClientError as exc:
-            failed.append(
-                f"autoscaling of {name}: {error_code(exc)} {exc.response.get('Error', {}).get('Message', '')}"
-            )
-        for kind, describe, delete, param in (
-            ("endpoint", self.client.describe_endpoint, self.client.delete_endpoint, "EndpointName"),
+            failed.append(f"autoscaling of {name}: {_explain(exc)}")
+        resources: list[tuple[str, Any, Any, str]] = [
             (
                 "endpoint-config",
                 self.client.describe_endpoint_config,
@@ -219,9 +216,13 @@ class Endpoints:
                 "EndpointConfigName",
             ),
             ("model", self.client.describe_model, self.client.delete_model, "ModelName"),
-        ):
+        ]
+        if view is not None:  # described above
+            resources.insert(0, ("endpoint", None, self.client.delete_endpoint, "EndpointName"))
+        for kind, describe, delete, param in resources:
             try:
-                describe(**{param: name})
+                if describe is not None:
+                    describe(**{param: name})
                 delete(**{param: name})
                 deleted.append(kind)
             except ClientError as exc:

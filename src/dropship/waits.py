@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
@@ -35,17 +35,7 @@ EndpointStatus = Literal[
     "OutOfService", "Creating", "Updating", "SystemUpdating", "RollingBack", "InService", "Deleting", "Failed"
 ]
 _STATUSES: dict[str, EndpointStatus] = {
-    "".join(ch for ch in status.lower() if ch.isalpha()): status
-    for status in (
-        "OutOfService",
-        "Creating",
-        "Updating",
-        "SystemUpdating",
-        "RollingBack",
-        "InService",
-        "Deleting",
-        "Failed",
-    )
+    "".join(ch for ch in status.lower() if ch.isalpha()): status for status in get_args(EndpointStatus)
 }
 # A doomed endpoint can be deleted once SageMaker has finished with it.
 SETTLED: tuple[EndpointStatus, ...] = ("InService", "Failed", "OutOfService")
@@ -94,15 +84,7 @@ class EndpointWaits:
         item = self.dynamodb.get_item(TableName=self.table, Key=self._key(endpoint_name), ConsistentRead=True).get(
             "Item"
         )
-        if not item:
-            return None
-        return EndpointWait(
-            endpoint_name=endpoint_name,
-            kind=item["kind"]["S"],
-            execution_arn=item["execution_arn"]["S"],
-            task_token=item.get("task_token", {}).get("S"),
-            timeout_s=int(item["timeout_s"]["N"]) if "timeout_s" in item else None,
-        )
+        return _parse(item) if item else None
 
     def pending(self) -> list[EndpointWait]:
         """Every recorded wait and doomed endpoint (for the fallback sweep)."""
@@ -112,8 +94,7 @@ class EndpointWaits:
             ExpressionAttributeValues={":pk": {"S": PARTITION}},
             ConsistentRead=True,
         )
-        names = [item["sk"]["S"] for page in pages for item in page.get("Items", [])]
-        return [wait for name in names if (wait := self.get(name)) is not None]
+        return [_parse(item) for page in pages for item in page.get("Items", [])]
 
     def forget(self, endpoint_name: str, execution_arn: str | None = None) -> None:
         """Remove the endpoint's item (only if it belongs to ``execution_arn`` when given)."""
@@ -154,6 +135,16 @@ class EndpointWaits:
             sent = False
         self.forget(wait.endpoint_name, wait.execution_arn)
         return sent
+
+
+def _parse(item: dict[str, Any]) -> EndpointWait:
+    return EndpointWait(
+        endpoint_name=item["sk"]["S"],
+        kind=item["kind"]["S"],
+        execution_arn=item["execution_arn"]["S"],
+        task_token=item.get("task_token", {}).get("S"),
+        timeout_s=int(item["timeout_s"]["N"]) if "timeout_s" in item else None,
+    )
 
 
 def endpoint_outcome(
