@@ -46,6 +46,13 @@ class Deployment(_Data):
     data_capture: DataCaptureManifest | None = None
 
 
+def aligned_check(check_s: int, timeout_s: int) -> int:
+    """At most ``check_s`` between a wait's own looks, and a whole number of them in ``timeout_s``, so that
+    the last look comes as the timeout ends (an EndpointTimeout or the end of a watch is then on time)."""
+    looks = max(1, math.ceil(timeout_s / check_s))
+    return max(1, math.ceil(timeout_s / looks))
+
+
 class WatchPlan(_Data):
     """How long the live release is watched and what rolls it back, resolved from manifest and stack."""
 
@@ -60,8 +67,7 @@ class WatchPlan(_Data):
     def of(cls, bake_s: int, **fields: Any) -> WatchPlan:
         """A plan whose checks come at most a minute apart and fit the bake a whole number of times, so the
         last one ends it on time."""
-        checks = max(1, math.ceil(bake_s / 60))
-        return cls(bake_s=bake_s, check_s=max(1, math.ceil(bake_s / checks)), **fields)
+        return cls(bake_s=bake_s, check_s=aligned_check(60, bake_s), **fields)
 
 
 class Release(_Data):

@@ -6,7 +6,6 @@ compute its sha256, then copies that exact object version to its immutable conte
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +24,7 @@ from dropship.events import S3ObjectCreated
 from dropship.history import ReleaseTable
 from dropship.manifest import ALLOW_PACKAGE_SOURCES_ENV, Manifest, SmokeSample, WatchConfig, parse_manifest
 from dropship.names import MANIFEST_PIN, NO_MANIFEST, DropKey, parse_drop_key, released_key, resource_name
-from dropship.release import Deployment, Release, WatchPlan
+from dropship.release import Deployment, Release, WatchPlan, aligned_check
 
 # Keeps the execution state (which carries the manifest's samples) far below Step Functions' 256 KiB.
 MANIFEST_MAX_BYTES = 32 * 1024
@@ -146,13 +145,6 @@ def validate_release(
 def default_sample(defaults: ReleaseDefaults) -> SmokeSample:
     """One request with the stack's default body; any 2xx passes, a 4xx warns (see ``smoke.evaluate_default``)."""
     return SmokeSample(body=defaults.smoke_body, content_type=defaults.smoke_content_type, accept="*/*")
-
-
-def aligned_check(check_s: int, timeout_s: int) -> int:
-    """At most ``check_s`` between the wait's own looks at the endpoint, and a whole number of them in
-    ``timeout_s``, so that the last look comes as the timeout ends (EndpointTimeout is then on time)."""
-    looks = max(1, math.ceil(timeout_s / check_s))
-    return max(1, math.ceil(timeout_s / looks))
 
 
 def resolve_watch(manifest: Manifest, defaults: ReleaseDefaults) -> WatchPlan:

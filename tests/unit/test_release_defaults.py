@@ -113,7 +113,7 @@ def test_the_stack_alone_lets_requirements_name_their_own_package_sources() -> N
 
 
 def test_the_waits_own_looks_end_with_the_endpoint_timeout() -> None:
-    from dropship.validate import aligned_check
+    from dropship.release import aligned_check
 
     assert aligned_check(900, 1800) == 900
     assert aligned_check(300, 1000) == 250  # four looks: the last at 1000 s
