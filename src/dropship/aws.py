@@ -54,6 +54,29 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def conditional_write(call: Any, **kwargs: Any) -> bool:
+    """Run a conditional DynamoDB write; False when its condition did not hold."""
+    try:
+        call(**kwargs)
+        return True
+    except ClientError as exc:
+        if error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+
+
+def resume_once(call: Any) -> bool:
+    """Send a task token's success or failure; False when it was already used or timed out (a duplicate
+    event or a second look), which is no error."""
+    try:
+        call()
+        return True
+    except ClientError as exc:
+        if error_code(exc) in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+            return False
+        raise
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether botocore's standard retry mode would retry this failure (throttling, 5xx, a dropped connection)."""
     if isinstance(exc, TRANSIENT_EXCEPTIONS):

@@ -22,10 +22,9 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from dropship.aws import error_code
+from dropship.aws import conditional_write
 from dropship.release import SmokeResult, WatchFigures
 
 CLAIM_TTL_S = 30 * 24 * 3600
@@ -180,17 +179,6 @@ def _update_expression(values: dict[str, Any]) -> tuple[str, dict[str, str], dic
     return "SET " + ", ".join(f"#{k} = :{k}" for k in values), names, vals
 
 
-def _conditional(call: Any, **kwargs: Any) -> bool:
-    """Run a conditional write; False when its condition did not hold."""
-    try:
-        call(**kwargs)
-        return True
-    except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-
-
 class ReleaseTable:
     def __init__(self, client: Any, table_name: str) -> None:
         self.client = client
@@ -200,7 +188,7 @@ class ReleaseTable:
 
     def claim_object(self, bucket: str, key: str, object_identity: str, execution_arn: str) -> bool:
         """True if this execution owns the object version (first to claim it, or claiming again on retry)."""
-        return _conditional(
+        return conditional_write(
             self.client.put_item,
             TableName=self.table,
             Item=_to_item(
@@ -260,7 +248,7 @@ class ReleaseTable:
             }
         )
         vals[":running"] = {"S": "RUNNING"}
-        return _conditional(
+        return conditional_write(
             self.client.update_item,
             TableName=self.table,
             Key=self._record_key(model, started_at, execution_arn),
@@ -330,7 +318,7 @@ class ReleaseTable:
     def acquire_lock(self, model: str, execution_arn: str, lease_s: int) -> str | None:
         """Take the model's lock. Returns None when taken, else the execution ARN holding it."""
         now = int(time.time())
-        taken = _conditional(
+        taken = conditional_write(
             self.client.put_item,
             TableName=self.table,
             Item=_to_item(
@@ -357,7 +345,7 @@ class ReleaseTable:
 
     def release_lock(self, model: str, execution_arn: str) -> bool:
         """Release the lock if this execution holds it. True if it did."""
-        return _conditional(
+        return conditional_write(
             self.client.delete_item,
             TableName=self.table,
             Key=_to_item({"pk": _model_pk(model), "sk": "LOCK"}),
@@ -414,7 +402,7 @@ class ReleaseTable:
     def advance_alias_watermark(self, model: str, alias: str, upload_order: str, version: str) -> bool:
         """Record ``upload_order`` as the newest upload made live on the alias; False unless it is newer
         than every upload made live before (strictly: the same upload never goes live twice)."""
-        return _conditional(
+        return conditional_write(
             self.client.put_item,
             TableName=self.table,
             Item=_to_item(

@@ -22,10 +22,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from dropship.aws import error_code
+from dropship.aws import conditional_write, resume_once
 from dropship.errors import EndpointFailedError, EndpointTimeoutError
 
 PARTITION = "ENDPOINT_WAITS"
@@ -104,11 +103,7 @@ class EndpointWaits:
                 "ConditionExpression": "execution_arn = :me",
                 "ExpressionAttributeValues": {":me": {"S": execution_arn}},
             }
-        try:
-            self.dynamodb.delete_item(TableName=self.table, Key=self._key(endpoint_name), **kwargs)
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        conditional_write(self.dynamodb.delete_item, TableName=self.table, Key=self._key(endpoint_name), **kwargs)
 
     # -- resuming the waiting execution ---------------------------------------------------------------
 
@@ -126,13 +121,8 @@ class EndpointWaits:
         """Resume the execution once; a token already used or timed out is not an error (duplicate events)."""
         if not wait.task_token:
             return False
-        try:
-            call(wait.task_token)
-            sent = True
-        except ClientError as exc:
-            if error_code(exc) not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
-                raise
-            sent = False
+        token = wait.task_token
+        sent = resume_once(lambda: call(token))
         self.forget(wait.endpoint_name, wait.execution_arn)
         return sent
 

@@ -20,10 +20,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from dropship.aws import error_code
+from dropship.aws import conditional_write, resume_once
 from dropship.endpoints import VARIANT
 from dropship.errors import AlarmTriggeredError
 from dropship.history import ReleaseTable, execution_name
@@ -177,16 +176,13 @@ class Watches:
         record = self.get(model, alias)
         alarms = list(record.alarms) if record and record.execution_arn == execution_arn else []
         if record is not None and record.execution_arn == execution_arn:
-            try:
-                self.dynamodb.delete_item(
-                    TableName=self.table,
-                    Key={"pk": {"S": f"MODEL#{model}"}, "sk": {"S": f"WATCH#{alias}"}},
-                    ConditionExpression="execution_arn = :me",
-                    ExpressionAttributeValues={":me": {"S": execution_arn}},
-                )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
+            conditional_write(
+                self.dynamodb.delete_item,
+                TableName=self.table,
+                Key={"pk": {"S": f"MODEL#{model}"}, "sk": {"S": f"WATCH#{alias}"}},
+                ConditionExpression="execution_arn = :me",
+                ExpressionAttributeValues={":me": {"S": execution_arn}},
+            )
         for alarm in alarms:
             self.dynamodb.delete_item(
                 TableName=self.table,
@@ -239,24 +235,14 @@ class Watches:
     # -- ending it ------------------------------------------------------------------------------------------
 
     def succeed(self, task_token: str, outcome: WatchOutcome) -> bool:
-        return self._send(lambda: self.sfn.send_task_success(taskToken=task_token, output=outcome.model_dump_json()))
+        return resume_once(lambda: self.sfn.send_task_success(taskToken=task_token, output=outcome.model_dump_json()))
 
     def fail(self, task_token: str, error: AlarmTriggeredError) -> bool:
-        return self._send(
+        return resume_once(
             lambda: self.sfn.send_task_failure(
                 taskToken=task_token, error=type(error).__name__, cause=str(error)[:32000]
             )
         )
-
-    def _send(self, call: Any) -> bool:
-        """Resume the watching execution once: a token already used or timed out is no error."""
-        try:
-            call()
-            return True
-        except ClientError as exc:
-            if error_code(exc) in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
-                return False
-            raise
 
 
 def alarm_message(record: WatchRecord, alarm: str, reason: str, figures: WatchFigures | None) -> str:
