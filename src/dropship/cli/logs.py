@@ -27,7 +27,6 @@ from dropship.aws import error_code
 from dropship.cli.errors import CliError
 from dropship.cli.report import unknown_model
 from dropship.cli.stack import Stack
-from dropship.history import parse_stamp
 from dropship.local import paths
 from dropship.names import check_model_name, check_version
 
@@ -160,31 +159,24 @@ def parse_since(text: str, now: datetime | None = None) -> int:
 
 def find_release(stack: Stack, model: str, version: str | None, alias: str) -> ReleaseRef:
     """The release an alias points at, or a version's newest release attempt (from the history table)."""
-    table = stack.table()
+    records = stack.table().records(model)  # newest first
     if version is None:
-        record = stack.aliases().get(model, alias)
-        if record is None:
-            if not table.releases(model) and not stack.aliases().all_for(model):
+        aliases = stack.aliases()
+        live = aliases.get(model, alias)
+        if live is None:
+            if not records and not aliases.all_for(model):
                 raise unknown_model(stack, model)
             raise CliError(f"{model} has no alias {alias!r}: name a release with --version")
-        item = next((r for r in table.releases(model) if r.get("execution_arn") == record.execution_arn), None)
-        return ReleaseRef(model, record.version, record.endpoint_name, record.execution_arn, _started(item or {}))
-    releases = table.releases(model, newest_first=True)
-    item = next((r for r in releases if str(r.get("version")) == version), None)
-    if item is None:
-        if not releases:
+        served = next((r for r in records if r.execution_arn == live.execution_arn), None)
+        started = served.started if served else None
+        return ReleaseRef(model, live.version, live.endpoint_name, live.execution_arn, started)
+    record = next((r for r in records if r.version == version), None)
+    if record is None:
+        if not records:
             raise unknown_model(stack, model)
-        versions = ", ".join(dict.fromkeys(str(r.get("version")) for r in releases))
+        versions = ", ".join(dict.fromkeys(r.version for r in records))
         raise CliError(f"{model} has no release of version {version} (released versions: {versions})")
-    endpoint = item.get("endpoint_name")
-    return ReleaseRef(model, version, str(endpoint) if endpoint else None, str(item["execution_arn"]), _started(item))
-
-
-def _started(item: dict[str, Any]) -> datetime | None:
-    try:
-        return parse_stamp(str(item["started_at"]))
-    except (KeyError, ValueError):
-        return None
+    return ReleaseRef(model, version, record.endpoint_name, record.execution_arn, record.started)
 
 
 def endpoint_logs(stack: Stack, endpoint_name: str, since_ms: int | None) -> LogSource:
