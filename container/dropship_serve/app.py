@@ -22,6 +22,7 @@ from starlette.routing import Route
 from dropship_serve import logs
 from dropship_serve.core import CUSTOM_ATTRIBUTES_HEADER
 from dropship_serve.errors import (
+    EXIT_MODEL_LOAD_FAILED,
     BadRequestError,
     InvocationError,
     ModelNotReadyError,
@@ -30,9 +31,6 @@ from dropship_serve.errors import (
 from dropship_serve.pool import InferencePool
 from dropship_serve.settings import Settings
 from dropship_serve.shared import SharedState
-
-EXIT_MODEL_LOAD_FAILED = 3
-"""gunicorn's WORKER_BOOT_ERROR: the master stops and exits with this code."""
 
 JSON = "application/json"
 

@@ -341,9 +341,6 @@ class Handler:
 
     # -- one invocation -----------------------------------------------------------------------------
 
-    def check_request(self, headers: Mapping[str, str]) -> list[str]:
-        return self.request_check.check_request(headers)
-
     def check_accept(self, accept_header: str | None) -> list[str]:
         return self.request_check.check_accept(accept_header)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+EXIT_MODEL_LOAD_FAILED = 3
+"""The server's exit status when the model cannot be loaded (gunicorn's WORKER_BOOT_ERROR: the master
+stops and exits with it)."""
+
 
 class InvocationError(Exception):
     """An invocation failed with a known status; the message is safe to send to the client."""

@@ -16,6 +16,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from dropship_serve import logs
+from dropship_serve.errors import EXIT_MODEL_LOAD_FAILED
 from dropship_serve.settings import Settings, SettingsError
 from dropship_serve.shared import SharedState
 
@@ -25,7 +26,6 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # process every request passes through.
 WORKER_CLASSES = {"uvicorn": "uvicorn_worker.UvicornWorker", "asgi": "asgi"}
 EXIT_BAD_SETTINGS = 2
-EXIT_MODEL_LOAD_FAILED = 3  # as a worker's (app.EXIT_MODEL_LOAD_FAILED)
 
 
 class ServeApplication(BaseApplication):

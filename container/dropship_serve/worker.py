@@ -25,10 +25,9 @@ from typing import Any
 
 from dropship_serve import logs
 from dropship_serve.core import Handler
-from dropship_serve.errors import InvocationError, ModelLoadError
+from dropship_serve.errors import EXIT_MODEL_LOAD_FAILED, InvocationError, ModelLoadError
 from dropship_serve.settings import Settings
 
-EXIT_MODEL_LOAD_FAILED = 3
 _PR_SET_PDEATHSIG = 1
 _INLINE = b"I"
 _MEMFD = b"M"
