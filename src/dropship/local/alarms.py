@@ -393,7 +393,6 @@ class AlarmEvaluator:
     """Evaluates every metric alarm of every account and region every ``interval_s`` seconds."""
 
     def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
         self._ticker = Periodic(interval_s, self.evaluate_all, "alarm-evaluator")
         self._reported: set[tuple[str, str]] = set()
 

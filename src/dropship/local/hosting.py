@@ -163,6 +163,7 @@ class _Server:
     env: dict[str, str] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     install_budget_s: float = 0.0  # more time to start: serve installs the model's requirements
+    capture_config: Any = None  # the endpoint config's DataCaptureConfig (configs never change)
     process: Any = None  # subprocess.Popen[bytes]
 
     @property
@@ -357,6 +358,7 @@ class EndpointHost:
             variant_name=variant.get("VariantName", "AllTraffic"),
             base_dir=self.run_dir / f"{endpoint_name}-{stamp}",
             log_path=self.log_path(endpoint_name),
+            capture_config=config.data_capture_config,
         )
         server.model_dir.mkdir(parents=True, exist_ok=True)
         if data_url:
@@ -550,10 +552,7 @@ class EndpointHost:
                     instance_count=variant_instances(endpoint, server.variant_name),
                 )
             if self.capture is not None and exchange is not None:
-                from moto.sagemaker.models import sagemaker_backends
-
-                config = sagemaker_backends[account_id][region].endpoint_configs.get(endpoint.endpoint_config_name)
-                self.capture.capture(account_id, config.data_capture_config if config else None, exchange)
+                self.capture.capture(account_id, server.capture_config, exchange)
         except Exception:
             log.exception(
                 "endpoint %s: could not record the invocation's metrics or data capture", endpoint.endpoint_name
