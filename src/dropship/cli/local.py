@@ -275,7 +275,7 @@ def status() -> int:
 def _report_dead_stack() -> bool:
     """Print what a stack that died left (pid file, processes, working files); True if there was any."""
     recorded = read_recorded()
-    found = leftovers(_records_dir())
+    found = leftovers(paths.process_records(paths.run_dir()))
     size = tree_size(paths.run_dir())
     if recorded is None and not found and not size:
         return False
@@ -291,7 +291,7 @@ def clean_up_after_a_dead_stack() -> None:
     """Stop what a stack that died left and remove its working files, saying so in one line."""
     recorded = read_recorded()
     size = tree_size(paths.run_dir())
-    found = stop_leftovers(_records_dir())
+    found = stop_leftovers(paths.process_records(paths.run_dir()))
     shutil.rmtree(paths.run_dir(), ignore_errors=True)
     pid_file().unlink(missing_ok=True)
     if recorded is None and not found and not size:
@@ -303,10 +303,6 @@ def clean_up_after_a_dead_stack() -> None:
         f"removed {_human_size(size)} of working files.",
         flush=True,
     )
-
-
-def _records_dir() -> Path:
-    return paths.run_dir() / "processes"
 
 
 def _describe(found: dict[Record, list[int]]) -> str:

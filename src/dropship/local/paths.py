@@ -46,6 +46,11 @@ def run_dir(state: Path | None = None) -> Path:
     return (state or state_dir()) / "run"
 
 
+def process_records(run: Path) -> Path:
+    """Where the supervisor records the child processes it starts, in a stack's run directory."""
+    return run / "processes"
+
+
 def cache_dir(state: Path | None = None) -> Path:
     return (state or state_dir()) / "cache"
 

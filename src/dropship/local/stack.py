@@ -123,7 +123,7 @@ class LocalStack:
     @property
     def records_dir(self) -> Path:
         """Where the supervisor records the child processes it starts."""
-        return self.run_dir / "processes"
+        return paths.process_records(self.run_dir)
 
     # -- addresses ----------------------------------------------------------------------------------
     @property
