@@ -231,8 +231,7 @@ def unsatisfied(path: str) -> list[str]:
 
     Lines that are URLs, paths or not requirements cannot be checked and count as unsatisfied.
     """
-    parsed = read(path, allow_sources=True)
-    return [line.text for line, requirement in parsed.requirements if requirement is None or not is_met(requirement)]
+    return [line.text for line in _pending(read(path, allow_sources=True))]
 
 
 def _canonical(name: str) -> str:

@@ -21,10 +21,6 @@ DEFAULT_SAMPLE_REJECTED = (
 NO_ANSWER = 0  # the status recorded when the endpoint gave no answer (timeout, connection lost)
 
 
-def label(index: int, default: bool) -> str:
-    return DEFAULT_SAMPLE_LABEL if default else f"sample {index} of release.json"
-
-
 def evaluate_default(status: int, body: bytes, latency_ms: float) -> SmokeResult:
     """The stack's default sample may not fit the model: only a 5xx or no answer fails it; a 4xx warns."""
     problems, warning = [], None
@@ -60,7 +56,7 @@ def evaluate(index: int, sample: SmokeSample, status: int, body: bytes, latency_
         problems.append(f"took {latency_ms:.0f} ms, budget {sample.max_latency_ms} ms")
     return SmokeResult(
         sample=index,
-        label=label(index, default=False),
+        label=f"sample {index} of release.json",
         passed=not problems,
         status=status,
         latency_ms=round(latency_ms, 1),

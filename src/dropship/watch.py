@@ -65,10 +65,7 @@ class Watches:
     def put_guards(self, release: Release) -> list[str]:
         """dropship's own alarms on the new endpoint's metrics (idempotent); returns their names."""
         plan, names = release.watch, guard_names(release.endpoint_name)
-        dimensions = [
-            {"Name": "EndpointName", "Value": release.endpoint_name},
-            {"Name": "VariantName", "Value": VARIANT},
-        ]
+        dimensions = _dimensions(release.endpoint_name)
         common: dict[str, Any] = {
             "EvaluationPeriods": 1,
             "DatapointsToAlarm": 1,
@@ -207,10 +204,7 @@ class Watches:
 
     def figures(self, record: WatchRecord) -> WatchFigures:
         """Invocations, 5xx and 4xx answers and the worst p99 latency of the new endpoint since the watch began."""
-        dimensions = [
-            {"Name": "EndpointName", "Value": record.endpoint_name},
-            {"Name": "VariantName", "Value": VARIANT},
-        ]
+        dimensions = _dimensions(record.endpoint_name)
         start = datetime.fromtimestamp(record.started, UTC) - timedelta(seconds=record.period_s)
         result = self.cloudwatch.get_metric_data(
             MetricDataQueries=[
@@ -249,6 +243,11 @@ def alarm_message(record: WatchRecord, alarm: str, reason: str, figures: WatchFi
     seen = f"; the watch saw {figures.describe()}" if figures else ""
     # CloudWatch's reasons end with a full stop; ours goes at the end of the whole message
     return f"alarm {alarm} went to ALARM during the watch of {record.endpoint_name}: {reason.rstrip('.')}{seen}"
+
+
+def _dimensions(endpoint_name: str) -> list[dict[str, str]]:
+    """SageMaker's invocation metrics are per endpoint and variant."""
+    return [{"Name": "EndpointName", "Value": endpoint_name}, {"Name": "VariantName", "Value": VARIANT}]
 
 
 def _stat(
