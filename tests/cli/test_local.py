@@ -7,7 +7,6 @@ waits for SIGTERM, which is all the CLI relies on. The real engine is exercised 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from cli_support import STACK_TEMPLATE
 
 import dropship.cli.local as cli_local
 from dropship.cli.errors import CliError
+from dropship.local.ports import free_port
 from tests.local.conftest import await_exit
 
 STAND_IN = """
@@ -42,12 +42,6 @@ stop.wait()
 server.stop()
 print("stopped cleanly", flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -20,17 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from dropship.local.ports import free_port  # remembers what it handed out: servers started together differ
+
 REPO = Path(__file__).resolve().parents[2]
 SERVE = REPO / "container" / "serve"
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
 sys.path.insert(0, str(REPO / "container"))  # the HTTP-free core is unit-tested directly too
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServeProcess:
