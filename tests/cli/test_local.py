@@ -116,6 +116,8 @@ def test_up_returns_when_ready_then_status_then_down(
     assert up.code == 0, up.err
     assert f"ready on http://127.0.0.1:{port}" in up.out
     assert "ReleaseStateMachineArn" in up.out
+    # And, as --local would not reach this port, how to point the CLI at it
+    assert f"Use it with `DROPSHIP_ENDPOINT_URL=http://127.0.0.1:{port} dropship ...`" in up.out
     running = cli_local.read_running()
     assert running is not None
     assert running.port == port
@@ -180,6 +182,8 @@ def test_up_serves_on_dropship_local_port_by_default(port: int, cli: Any, monkey
     try:
         assert up.code == 0, up.err
         assert f"ready on http://127.0.0.1:{port}" in up.out
+        # And `dropship --local` reaches it, since it reads the same variable
+        assert "Use it with `dropship --local ...`" in up.out
     finally:
         assert cli("local", "down").code == 0
 
@@ -255,7 +259,7 @@ def test_status_reports_a_dead_stack_then_up_cleans_up_after_it(
     assert status.code == 1
     assert f"The local stack died (pid {dead_pid}, started t0)" in status.out
     assert "2 processes (endpoint churn-1)" in status.out
-    assert "1.0 MB of working files" in status.out
+    assert "1.0 MiB of working files" in status.out
     assert "`dropship local up` cleans up what it left" in status.err
 
     # When the stack is started again, Then one line says what was cleaned up, and it is gone
@@ -266,7 +270,7 @@ def test_status_reports_a_dead_stack_then_up_cleans_up_after_it(
         first = up.out.splitlines()[0]
         assert first == (
             f"Cleaned up after a local stack that died (pid {dead_pid}): stopped 2 processes, "
-            "removed 1.0 MB of working files."
+            "removed 1.0 MiB of working files."
         )
         await_exit(group)
         assert not (state / "run").exists()

@@ -31,15 +31,16 @@ from typing import Any
 
 import dropship
 from dropship.cli.errors import CliError
+from dropship.cli.pack import format_size
 from dropship.cli.stack import (
     DEFAULT_STACK_NAME,
     ENDPOINT_ENV,
-    LOCAL_ENDPOINT_URL,
     LOCAL_HOST,
     LOCAL_REGION,
     OUTPUT_NAMES,
     Stack,
     Target,
+    local_endpoint_url,
     local_port,
 )
 from dropship.local import paths
@@ -281,9 +282,8 @@ def _report_dead_stack() -> bool:
         return False
     who = f" (pid {recorded.pid}, started {recorded.started_at})" if recorded is not None else ""
     print(f"The local stack died{who}; it left:")
-    count = sum(len(pids) for pids in found.values())
-    print(f"  {count} process{'es' if count != 1 else ''}{_describe(found)}")
-    print(f"  {_human_size(size)} of working files in {paths.run_dir()}")
+    print(f"  {_process_count(found)}{_describe(found)}")
+    print(f"  {format_size(size)} of working files in {paths.run_dir()}")
     return True
 
 
@@ -296,13 +296,17 @@ def clean_up_after_a_dead_stack() -> None:
     pid_file().unlink(missing_ok=True)
     if recorded is None and not found and not size:
         return
-    count = sum(len(pids) for pids in found.values())
     who = f" (pid {recorded.pid})" if recorded is not None else ""
     print(
-        f"Cleaned up after a local stack that died{who}: stopped {count} process{'es' if count != 1 else ''}, "
-        f"removed {_human_size(size)} of working files.",
+        f"Cleaned up after a local stack that died{who}: stopped {_process_count(found)}, "
+        f"removed {format_size(size)} of working files.",
         flush=True,
     )
+
+
+def _process_count(found: dict[Record, list[int]]) -> str:
+    count = sum(len(pids) for pids in found.values())
+    return f"{count} process{'es' if count != 1 else ''}"
 
 
 def _describe(found: dict[Record, list[int]]) -> str:
@@ -311,13 +315,6 @@ def _describe(found: dict[Record, list[int]]) -> str:
     names = sorted({f"{record.kind} {record.name}" for record in found})
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return f" ({shown})"
-
-
-def _human_size(size: int) -> str:
-    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -412,8 +409,15 @@ def _pid_file(running: Running) -> Iterator[None]:
 def _print_ready(endpoint_url: str, outputs: dict[str, Any]) -> None:
     print(f"The local stack is ready on {endpoint_url} (region {LOCAL_REGION}, any credentials).")
     _print_output_lines(outputs)
-    cli = "dropship --local" if endpoint_url == LOCAL_ENDPOINT_URL else f"{ENDPOINT_ENV}={endpoint_url} dropship"
-    print(f"Use it with `{cli} ...`, or `aws --endpoint-url {endpoint_url} ...`.", flush=True)
+    print(f"Use it with `{_cli_for(endpoint_url)} ...`, or `aws --endpoint-url {endpoint_url} ...`.", flush=True)
+
+
+def _cli_for(endpoint_url: str) -> str:
+    """``dropship --local`` when that reaches this stack (the port is ``$DROPSHIP_LOCAL_PORT`` or 4566)."""
+    with contextlib.suppress(CliError):  # a malformed $DROPSHIP_LOCAL_PORT: --local would not reach it
+        if endpoint_url == local_endpoint_url():
+            return "dropship --local"
+    return f"{ENDPOINT_ENV}={endpoint_url} dropship"
 
 
 def _print_outputs(endpoint_url: str) -> bool:
