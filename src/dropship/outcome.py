@@ -244,17 +244,20 @@ def reap(parts: Parts, end: ExecutionEnd, describe_input: Callable[[], str | Non
             parts.watches.end(ref.model, ref.alias, ref.execution_arn, ref.endpoint_name)
         table.release_lock(model, end.execution_arn)
         finish_error = ExecutionState.model_validate_json(end.output or "{}").finish_error
-        warnings = [f"the release went live but could not finish: {failure_of(finish_error).message}"]
-        warnings.append("old releases were not retired; the next release retires them")
+        warnings = [
+            *record.warnings,
+            f"the release went live but could not finish: {failure_of(finish_error).message}",
+            "old releases were not retired; the next release retires them",
+        ]
         duration = _duration(end.started_at)
         if not table.finish_release(
             model, end.started_at, end.execution_arn, "SUCCEEDED", finished_at=iso(utc_now()), duration_s=duration,
-            warnings=record.warnings + warnings,
+            warnings=warnings,
         ):  # fmt: skip
             return "succeeded: finished meanwhile"
         parts.notifier.put("Release Succeeded", ReleaseEventDetail(
             model=model, version=record.version, execution_arn=end.execution_arn, endpoint_name=record.endpoint_name,
-            alias=record.alias, duration_s=duration, warnings=record.warnings + warnings,
+            alias=record.alias, duration_s=duration, warnings=warnings,
         ))  # fmt: skip
         return "succeeded: history finished by the reaper"
     ref = _ref_of(key, end.execution_arn, record)
@@ -265,14 +268,16 @@ def reap(parts: Parts, end: ExecutionEnd, describe_input: Callable[[], str | Non
     if problems:
         failure = failure.model_copy(update={"message": f"{failure.message} (clean-up: {'; '.join(problems)})"})
     model = model or "(unknown)"
+    version = version or (record.version if record else "(unknown)")
+    duration = _duration(end.started_at)
     if not table.finish_release(
         model,
         end.started_at,
         end.execution_arn,
         "FAILED",
-        version=version or (record.version if record else "(unknown)"),
+        version=version,
         finished_at=iso(utc_now()),
-        duration_s=_duration(end.started_at),
+        duration_s=duration,
         error_code=failure.code,
         error_message=failure.message[:MESSAGE_LIMIT],
     ):
@@ -282,11 +287,11 @@ def reap(parts: Parts, end: ExecutionEnd, describe_input: Callable[[], str | Non
         "Release Failed",
         ReleaseEventDetail(
             model=model,
-            version=version or "(unknown)",
+            version=version,
             execution_arn=end.execution_arn,
             endpoint_name=ref.endpoint_name if ref else None,
             alias=ref.alias if ref else None,
-            duration_s=_duration(end.started_at),
+            duration_s=duration,
             error=failure,
         ),
     )
