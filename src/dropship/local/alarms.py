@@ -156,17 +156,9 @@ class AlarmSpec:
         stat = alarm.extended_statistic or alarm.statistic
         if not stat or not is_supported_statistic(str(stat)):
             raise UnsupportedAlarm(f"the statistic {stat} is not evaluated locally")
-        metric_stat: dict[str, Any] = {
-            "Metric": {
-                "Namespace": alarm.namespace,
-                "MetricName": alarm.metric_name,
-                "Dimensions": [{"Name": d.name, "Value": d.value} for d in alarm.dimensions],
-            },
-            "Period": int(alarm.period),
-            "Stat": str(stat),
-        }
-        if alarm.unit:
-            metric_stat["Unit"] = alarm.unit
+        metric_stat = _metric_stat(
+            alarm.namespace, alarm.metric_name, alarm.dimensions, int(alarm.period), str(stat), alarm.unit
+        )
         return cls([{"Id": "m", "MetricStat": metric_stat, "ReturnData": True}], "m", int(alarm.period), str(stat))
 
     @classmethod
@@ -182,17 +174,9 @@ class AlarmSpec:
                 if not is_supported_statistic(str(stat.stat)):
                     raise UnsupportedAlarm(f"the statistic {stat.stat} of {query.id} is not evaluated locally")
                 metric = stat.metric
-                entry["MetricStat"] = {
-                    "Metric": {
-                        "Namespace": metric.namespace,
-                        "MetricName": metric.metric_name,
-                        "Dimensions": [{"Name": d.name, "Value": d.value} for d in metric.dimensions],
-                    },
-                    "Period": int(stat.period),
-                    "Stat": str(stat.stat),
-                }
-                if stat.unit:
-                    entry["MetricStat"]["Unit"] = stat.unit
+                entry["MetricStat"] = _metric_stat(
+                    metric.namespace, metric.metric_name, metric.dimensions, int(stat.period), str(stat.stat), stat.unit
+                )
                 periods.append(int(stat.period))
             queries.append(entry)
         returned = [q for q in queries if q["ReturnData"] is not False]
@@ -200,6 +184,24 @@ class AlarmSpec:
             raise UnsupportedAlarm("a metric math alarm needs metrics and exactly one query with ReturnData")
         only_stat = returned[0].get("MetricStat", {}).get("Stat") if len(queries) == 1 else None
         return cls(queries, str(returned[0]["Id"]), max(periods), only_stat)
+
+
+def _metric_stat(
+    namespace: str, metric_name: str, dimensions: Any, period: int, stat: str, unit: str | None
+) -> dict[str, Any]:
+    """A GetMetricData ``MetricStat`` for one metric of a moto alarm (its dimensions have .name and .value)."""
+    metric_stat: dict[str, Any] = {
+        "Metric": {
+            "Namespace": namespace,
+            "MetricName": metric_name,
+            "Dimensions": [{"Name": d.name, "Value": d.value} for d in dimensions],
+        },
+        "Period": period,
+        "Stat": stat,
+    }
+    if unit:
+        metric_stat["Unit"] = unit
+    return metric_stat
 
 
 def _truthy(value: Any) -> bool | None:
