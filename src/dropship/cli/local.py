@@ -35,7 +35,6 @@ from dropship.cli.pack import format_size
 from dropship.cli.stack import (
     DEFAULT_STACK_NAME,
     ENDPOINT_ENV,
-    LOCAL_HOST,
     LOCAL_REGION,
     OUTPUT_NAMES,
     Stack,
@@ -263,7 +262,7 @@ def status() -> int:
         return 0
     dead = _report_dead_stack()
     # Started some other way (a test, another state dir)? Ask the endpoint the other commands would use.
-    endpoint = os.environ.get(ENDPOINT_ENV) or f"http://{LOCAL_HOST}:{local_port()}"
+    endpoint = os.environ.get(ENDPOINT_ENV) or local_endpoint_url()
     if not dead and stack_outputs(endpoint) is not None:
         print(f"A local stack (not started by `dropship local up`) answers on {endpoint}.")
         _print_outputs(endpoint)
