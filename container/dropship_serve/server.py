@@ -26,6 +26,10 @@ PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # process every request passes through.
 WORKER_CLASSES = {"uvicorn": "uvicorn_worker.UvicornWorker", "asgi": "asgi"}
 EXIT_BAD_SETTINGS = 2
+# gunicorn replaces the HTTP process when its heartbeat is this old. It is not SAGEMAKER_MODEL_SERVER_TIMEOUT
+# (SageMaker's sync gunicorn workers run model code; ours never does, and invocations time out in pool.py):
+# uvicorn beats at most once a second, so a timeout of 1 or 2 would kill an idle, healthy HTTP process.
+HTTP_HEARTBEAT_TIMEOUT_S = 30
 
 
 class ServeApplication(BaseApplication):
@@ -72,8 +76,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         # pool.py says why. gunicorn supervises it: SIGTERM drains it, a failed boot stops the server.
         "workers": 1,
         "worker_class": WORKER_CLASSES[settings.worker_class],
-        # The HTTP process's heartbeat: replaced if its event loop is blocked this long (it runs no model code).
-        "timeout": settings.timeout,
+        "timeout": HTTP_HEARTBEAT_TIMEOUT_S,
         "graceful_timeout": settings.graceful_timeout,
         "keepalive": 5,
         "backlog": 2048,

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
+from dropship_serve.server import HTTP_HEARTBEAT_TIMEOUT_S, gunicorn_options
+from dropship_serve.settings import Settings
+
 if TYPE_CHECKING:
     from tests.container.conftest import ServeProcess
 
@@ -200,6 +203,12 @@ def test_ping_is_503_while_every_inference_thread_is_stuck_and_200_again_after(
     server.wait_healthy(timeout=30)  # the prediction returned: the thread serves again
     response = requests.post(server.url + "/invocations", data=json.dumps({"values": [2]}), timeout=30)
     assert response.json()["doubled"] == [2.0]
+    # And the 1 s invocation timeout never became the HTTP process's heartbeat timeout: uvicorn beats about
+    # once a second, so gunicorn would have killed the healthy HTTP process (and dropped connections)
+    heartbeats_missed = [line for line in server.log_lines() if "WORKER TIMEOUT" in line["message"]]
+    assert heartbeats_missed == []
+    options = gunicorn_options(Settings.from_env({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1"}))
+    assert options["timeout"] == HTTP_HEARTBEAT_TIMEOUT_S
 
 
 def test_a_request_that_waited_past_its_timeout_is_not_run(
