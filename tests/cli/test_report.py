@@ -228,3 +228,29 @@ def test_a_bad_model_name_is_an_error(aws: Account, cli: Any) -> None:
 def test_format_table_pads_all_but_the_last_column() -> None:
     table = format_table(["A", "BB", "C"], [["xxx", "y", "z z"], ["", "", ""]])
     assert table == "A    BB  C\nxxx  y   z z\n"
+
+
+def test_history_says_when_a_watch_stopped_before_its_bake_ended(aws: Account, cli: Any) -> None:
+    # Given version 1 watched for its whole bake, and version 2 failed by an alarm 3 min 30 s into a 7 min bake
+    figures = {"invocations": 25, "errors_5xx": 12, "p99_latency_ms": Decimal("9")}
+    aws.release("iris", "1", "2026-11-25T10:00:00.000001", watch={**figures, "errors_5xx": 0,
+                "until": "2026-11-25T10:07:00Z"})  # fmt: skip
+    aws.release(
+        "iris",
+        "2",
+        "2026-11-25T11:00:00.000002",
+        outcome="FAILED",
+        error_code="AlarmTriggered",
+        finished_at="2026-11-25T11:03:30.000000Z",
+        watch={**figures, "until": "2026-11-25T11:07:00Z"},
+    )
+
+    # When the history is asked for
+    result = cli("history", "iris")
+
+    # Then the failed release's watch says it stopped early, and the other's that it ran to its bake's end
+    assert result.code == 0, result.err
+    (_, failed_notes), (_, succeeded_notes) = rows_with_notes(result.out)
+    stopped = "stopped at 2026-11-25 11:03:30, before its bake's end at 2026-11-25 11:07:00"
+    assert f"watch: 25 invocations, 48.0% 5xx, p99 9 ms ({stopped})" in failed_notes
+    assert "watch: 25 invocations, 0.0% 5xx, p99 9 ms (until 2026-11-25 10:07:00)" in succeeded_notes

@@ -227,7 +227,7 @@ def test_status_shows_the_watch_and_a_rollback_by_hand_ends_it(
     # When the team looks at the model while version 2 is watched
     assert main(["status", model]) == 0
     # Then they see the watch and what it has seen so far
-    assert "watched until" in capsys.readouterr().out
+    assert "watching until" in capsys.readouterr().out
 
     # When they roll back by hand during the watch
     assert main(["rollback", model]) == 0

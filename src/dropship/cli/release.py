@@ -273,7 +273,7 @@ class ExecutionWatcher:
         record = self._release_record(model, arn, fresh=True)
         if record is None or record.watch is None:
             return None
-        return f"watched until {record.watch.until[11:19]} UTC: {record.watch.describe()}"
+        return f"watching until {record.watch.until[11:19]} UTC: {record.watch.describe()}"
 
     def current_state(self, arn: str) -> str | None:
         """The name of the state entered last (by event id), reading the history newest first."""

@@ -146,7 +146,7 @@ def unknown_model(stack: Stack, model: str) -> CliError:
 def _last_detail(record: ReleaseRecord) -> str:
     if record.outcome == "RUNNING":
         if record.stage == "Watching" and record.watch is not None:
-            return f"watched until {when(record.watch.until)}: {record.watch.describe()}"
+            return f"watching until {when(record.watch.until)}: {record.watch.describe()}"
         return f"at {record.stage or 'Started'}"
     details = []
     if record.outcome == "FAILED":
@@ -185,7 +185,7 @@ def _notes(record: ReleaseRecord) -> list[str]:
         notes.append(f"error: {record.error_code}: {message}" if message else f"error: {record.error_code}")
     notes.extend(f"warning: {warning}" for warning in record.warnings)
     if record.watch is not None:
-        notes.append(f"watch: {record.watch.describe()} (until {when(record.watch.until)})")
+        notes.append(f"watch: {record.watch.describe()} ({_watch_span(record, record.watch.until)})")
     if record.rolled_back_from:
         notes.append(
             f"live again since {when(record.live_at)}: rolled back to it from version {record.rolled_back_from}"
@@ -197,6 +197,14 @@ def _notes(record: ReleaseRecord) -> list[str]:
             f"{record.rolled_back_to or MISSING}{reason}"
         )
     return notes
+
+
+def _watch_span(record: ReleaseRecord, bake_end: str) -> str:
+    """When the watch ended: at its bake's end, or earlier when the release failed (an alarm, a rollback)."""
+    planned, finished = parse_time(bake_end), parse_time(record.finished_at)
+    if record.outcome == "FAILED" and planned and finished and finished < planned:
+        return f"stopped at {when(record.finished_at)}, before its bake's end at {when(bake_end)}"
+    return f"until {when(bake_end)}"
 
 
 def wrap(text: str, width: int) -> str:
