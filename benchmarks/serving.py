@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dropship.local.ports import free_port  # the local stack's: never hands out the same port twice
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVE = os.path.join(REPO, "container", "serve")
 SLOW_SECONDS = 3.0
@@ -220,12 +222,6 @@ WRK_SCRIPT = textwrap.dedent(
     end
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(root_pids: list[int]) -> float:

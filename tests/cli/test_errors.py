@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import boto3
@@ -12,6 +11,7 @@ from cli_support import REGION, STACK_TEMPLATE
 from moto import mock_aws
 
 from dropship.cli.stack import LOCAL_ENDPOINT_URL, Stack, Target
+from dropship.local.ports import free_port
 
 COMMANDS = [
     ("status",),
@@ -19,12 +19,6 @@ COMMANDS = [
     ("rollback", "iris"),
     ("invoke", "iris", "--body", "{}"),
 ]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -73,7 +67,7 @@ def test_the_stack_name_comes_from_the_environment(clean_env: None, cli: Any, mo
 def test_endpoint_not_reachable(
     clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
 ) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("DROPSHIP_ENDPOINT_URL", url)
     line = cli(*command).assert_error()
     assert line == f"dropship: error: cannot reach {url}: is `dropship local up` running?"
@@ -109,7 +103,7 @@ def test_local_honours_the_local_port(clean_env: None, monkeypatch: pytest.Monke
 
 
 def test_local_reaches_the_local_port(clean_env: None, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    port = closed_port()
+    port = free_port()  # nothing listens there
     monkeypatch.setenv("DROPSHIP_LOCAL_PORT", str(port))
     line = cli("status", "--local").assert_error()
     assert line == f"dropship: error: cannot reach http://127.0.0.1:{port}: is `dropship local up` running?"
